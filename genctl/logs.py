@@ -1,0 +1,50 @@
+"""Keep library chatter (exporter logs, warnings) off a normal run; ``--verbose`` lets it through."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import warnings
+from typing import Iterator
+
+VERBOSE = False
+_NOISY = ("torch.onnx", "torch.export", "torch._dynamo", "torch._inductor", "torch.fx", "onnxscript", "onnx_ir", "onnxruntime")
+
+
+def set_verbose(on: bool) -> None:
+    global VERBOSE
+    VERBOSE = on
+    level = logging.INFO if on else logging.ERROR
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(level)
+    if not on:
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+        warnings.filterwarnings("ignore")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[io.StringIO]:
+    """Silence warnings, noisy loggers and stray prints inside the block unless verbose.
+
+    What was printed is kept in the yielded buffer so an error can still show it.
+    """
+    buf = io.StringIO()
+    if VERBOSE:
+        yield buf
+        return
+    saved = {name: logging.getLogger(name).level for name in _NOISY}
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+            warnings.simplefilter("ignore")
+            yield buf
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

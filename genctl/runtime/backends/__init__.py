@@ -1,0 +1,50 @@
+"""Backend registry with lazy imports: ``import genctl`` works without tensorrt (or even ORT)."""
+from __future__ import annotations
+
+import importlib
+
+from genctl.bundle import Bundle
+from genctl.errors import BackendUnavailable, GenctlError
+from genctl.runtime.backends.base import Backend
+
+BACKENDS = {
+    "torch": "genctl.runtime.backends.torch:TorchBackend",
+    "torch-compile": "genctl.runtime.backends.torch:TorchCompileBackend",
+    "onnxruntime": "genctl.runtime.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "genctl.runtime.backends.tensorrt:TensorRTBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise GenctlError(f"Backend '{name}'", got="an unknown name", expected=f"one of {sorted(BACKENDS) + ['auto']}")
+    module, cls = BACKENDS[name].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise BackendUnavailable(f"Backend '{name}'", got=f"missing package ({exc.name})",
+                                 expected="its package installed", fix=f"pip install {exc.name}") from None
+
+
+def auto_backend(bundle: Bundle) -> str:
+    """The fastest backend that can run this bundle here: a built TensorRT engine on a GPU, else ORT."""
+    from genctl.runtime.devices import cuda_device_count, tensorrt_version
+
+    if bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version():
+        return "tensorrt"
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnxruntime"
+
+
+def open_backend(bundle: Bundle, name: str = "auto", precision: str = "fp32") -> Backend:
+    name = auto_backend(bundle) if name == "auto" else name
+    cls = backend_class(name)
+    if precision not in cls.precisions:
+        raise GenctlError(f"Precision '{precision}' on backend '{name}'", got=precision, expected=f"one of {list(cls.precisions)}")
+    return cls(bundle, precision)
+
+
+__all__ = ["BACKENDS", "Backend", "auto_backend", "backend_class", "open_backend"]
