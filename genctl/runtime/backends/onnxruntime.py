@@ -31,6 +31,31 @@ def session_options(threads: int = 0):
     return opts
 
 
+def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
+    """Providers with options: the TensorRT EP caches its engines and timings inside the bundle.
+
+    ``BUNDLE/engines/ort-trt`` holds them (TensorRT EP options ``trt_engine_cache_*`` and
+    ``trt_timing_cache_*``) so the minutes-long engine build happens once per machine; a read-only
+    bundle simply runs without the cache.
+    """
+    out: list = []
+    for provider in providers:
+        if provider != "TensorrtExecutionProvider":
+            out.append(provider)
+            continue
+        options = {"trt_fp16_enable": precision == "fp16"}
+        cache = bundle.path / "engines" / "ort-trt"
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            cache = None
+        if cache is not None:
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache),
+                           trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
+        out.append((provider, options))
+    return out
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precisions = ("fp32", "fp16", "int8", "opt")
@@ -43,7 +68,8 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {}
         for name in bundle.graphs:
             path = bundle.graph_file(name, precision)
-            self.sessions[name] = ort.InferenceSession(str(path), sess_options=session_options(), providers=self.providers)
+            self.sessions[name] = ort.InferenceSession(str(path), sess_options=session_options(),
+                                                       providers=provider_options(bundle, self.providers, precision))
 
     def _run_impl(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self.bundle.graphs[graph]

@@ -8,6 +8,8 @@ from genctl.runtime.samplers.base import Sampler, Samples
 
 SAMPLERS = {
     "oneshot": "genctl.runtime.samplers.oneshot:OneShotSampler",
+    "autoregressive": "genctl.runtime.samplers.autoregressive:AutoregressiveSampler",
+    "diffusion": "genctl.runtime.samplers.diffusion:DiffusionSampler",
 }
 
 

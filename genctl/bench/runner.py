@@ -1,0 +1,132 @@
+"""Time whole ``Generator.generate`` calls per (backend, precision, batch size).
+
+Each configuration: a generator is opened (sessions built, ``torch.compile`` warmed), ``warmup``
+untimed calls, then ``iters`` timed calls with ``time.perf_counter``. Samples/s, tokens/s and
+per-step numbers come from the same calls; the speedup divides by torch eager's samples/s at the
+same batch size **in this run**. ``overhead_pct`` is the share of the call spent outside the
+backend's own ``run`` (sampler, feeds, copies), for the "runtime overhead" question.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from genctl.bundle import Bundle
+from genctl.errors import GenctlError
+from genctl.runtime.generator import Generator
+
+
+@dataclass
+class BenchResult:
+    backend: str
+    precision: str
+    batch_size: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    samples_per_s: float
+    speedup_vs_torch: float | None
+    overhead_pct: float
+    iters: int
+    runtime: str  # e.g. onnxruntime[CPU]
+    extra: dict[str, float] = field(default_factory=dict)  # per_step_ms, steps_per_s, tokens_per_s, ttft_ms, itl_*
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data.update(data.pop("extra"))
+        return data
+
+
+def parse_backends(text: str) -> list[tuple[str, str]]:
+    """``"torch,onnxruntime,onnxruntime:int8"`` → ``[("torch","fp32"), ("onnxruntime","fp32"), ("onnxruntime","int8")]``."""
+    out = []
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        name, _, precision = item.partition(":")
+        out.append((name, precision or "fp32"))
+    if not out:
+        raise GenctlError("--backends", got=repr(text), expected="a comma-separated list, e.g. torch,onnxruntime")
+    return out
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s <= 0 for s in sizes):
+        raise GenctlError("--batch-sizes", got=repr(text), expected="comma-separated positive integers, e.g. 1,16,64")
+    return sizes
+
+
+def bench_conditions(bundle: Bundle) -> dict[str, Any]:
+    """One condition row (the first class of each categorical condition)."""
+    return {c.name: c.names[0] for c in bundle.conditions.conditions if hasattr(c, "names")}
+
+
+def time_config(gen: Generator, batch: int, warmup: int, iters: int, seed: int, controls: dict) -> tuple[np.ndarray, float, list]:
+    """Return (latencies in s, share of time inside backend.run, the Samples.meta of each timed call)."""
+    conds = bench_conditions(gen.bundle)
+    for i in range(warmup):
+        gen.generate(conds, n=batch, seed=seed + i, **controls)
+    gen.backend.compute_seconds = 0.0
+    times, metas = [], []
+    for i in range(iters):
+        start = time.perf_counter()
+        samples = gen.generate(conds, n=batch, seed=seed + i, **controls)
+        times.append(time.perf_counter() - start)
+        metas.append(samples.meta)
+    inside = gen.backend.compute_seconds / max(sum(times), 1e-12)
+    return np.asarray(times), inside, metas
+
+
+def extra_metrics(times: np.ndarray, metas: list[dict], batch: int) -> dict[str, float]:
+    """Diffusion (steps) and autoregressive (tokens, TTFT, inter-token latency) numbers."""
+    extra: dict[str, float] = {}
+    if metas and "steps" in metas[0]:
+        steps = np.asarray([m["steps"] for m in metas], dtype=float)
+        extra["per_step_ms"] = float(np.median(times / steps) * 1e3)
+        extra["steps_per_s"] = float(steps.sum() / times.sum())
+    if metas and "tokens" in metas[0]:
+        extra["tokens_per_s"] = float(sum(m["tokens"] for m in metas) / times.sum())
+        extra["sequences_per_s"] = float(batch * len(times) / times.sum())
+        if "ttft_s" in metas[0]:
+            extra["ttft_ms"] = float(np.median([m["ttft_s"] for m in metas]) * 1e3)
+        itl = np.concatenate([np.asarray(m.get("inter_token_s", []), dtype=float) for m in metas]) * 1e3
+        if itl.size:
+            extra.update({f"itl_p{q}_ms": float(np.percentile(itl, q)) for q in (50, 90, 99)})
+    return extra
+
+
+def run_bench(bundle: Bundle, backends: list[tuple[str, str]], batch_sizes: list[int], *, warmup: int = 3,
+              iters: int = 20, seed: int = 0, controls: dict | None = None,
+              on_step: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """Benchmark every (backend, precision) at every batch size; torch eager is the speedup base."""
+    controls = {k: v for k, v in (controls or {}).items() if v is not None}
+    results: list[BenchResult] = []
+    for name, precision in backends:
+        with Generator.load(bundle, backend=name, precision=precision) as gen:
+            for batch in batch_sizes:
+                times, inside, metas = time_config(gen, batch, warmup, iters, seed, controls)
+                ms = times * 1e3
+                results.append(BenchResult(
+                    backend=name, precision=precision, batch_size=batch,
+                    p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                    p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()),
+                    samples_per_s=float(batch * len(times) / times.sum()), speedup_vs_torch=None,
+                    overhead_pct=float(max(0.0, 1.0 - inside) * 100), iters=iters, runtime=gen.backend.describe(),
+                    extra=extra_metrics(times, metas, batch)))
+                if on_step:
+                    on_step(f"{name}:{precision} batch {batch}")
+    _speedups(results)
+    return results
+
+
+def _speedups(results: list[BenchResult]) -> None:
+    base = {r.batch_size: r.samples_per_s for r in results if r.backend == "torch" and r.precision == "fp32"}
+    for r in results:
+        if r.batch_size in base:
+            r.speedup_vs_torch = r.samples_per_s / base[r.batch_size]

@@ -1,0 +1,145 @@
+"""``genctl build``: optimized artifacts of an exported bundle, each behind the quality gate.
+
+- ``--target onnxruntime --precision fp32|fp16|int8`` writes ``graphs/<graph>.<variant>.onnx``
+  (``fp32`` on this target is the offline-optimized graph, recorded as variant ``opt``) and records
+  ``manifest["variants"][variant]`` = files + sha256, provenance, gate report, status.
+- ``--target tensorrt --precision fp32|fp16`` builds one engine per graph into
+  ``engines/<key>/`` and records ``manifest["engines"][key]`` (see ``genctl.build.tensorrt``).
+
+New files are written under temporary names, gated, then renamed; a refused variant leaves the
+bundle exactly as it was (``force=True`` keeps it, marked ``"status": "failed"``).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from genctl.build.gate import GateConfig, run_gate
+from genctl.build.ort_variants import Int8Options, build_variant
+from genctl.build.profiles import DimRange, dim_ranges
+from genctl.bundle import Bundle
+from genctl.errors import GenctlError, ParityError
+from genctl.io import sha256_file
+
+TARGETS = {"onnxruntime": ("fp32", "fp16", "int8", "opt"), "tensorrt": ("fp32", "fp16")}
+
+
+def build(bundle: str | Path | Bundle, *, target: str = "onnxruntime", precision: str = "int8",
+          batch: str | DimRange = "1:8:64", dims: Mapping[str, str] | None = None, force: bool = False,
+          keep_fp32: Sequence[str] = (), int8: Int8Options | None = None, gate: GateConfig | None = None) -> dict:
+    """Build one variant (or engine set) and gate it; returns its manifest record.
+
+    Raises ParityError (nothing written) when the gate refuses it and ``force`` is false.
+    """
+    check_target(target, precision)
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    check_keep(bundle, keep_fp32, target)
+    check_writable(bundle)
+    ranges = dim_ranges(bundle, batch, dims)
+    if target == "tensorrt":
+        from genctl.build.tensorrt import build_engines
+
+        return build_engines(bundle, ranges, precision, force=force, gate=gate)
+    return build_ort_variant(bundle, "opt" if precision == "fp32" else precision, force=force,
+                             keep_fp32=keep_fp32, int8=int8, gate=gate)
+
+
+def check_target(target: str, precision: str) -> None:
+    if target not in TARGETS:
+        raise GenctlError(f"--target '{target}'", got="an unknown target", expected=f"one of {sorted(TARGETS)}")
+    if precision not in TARGETS[target]:
+        raise GenctlError(f"--precision '{precision}' for target '{target}'", got="an unknown precision",
+                          expected=f"one of {list(TARGETS[target])}")
+
+
+def check_keep(bundle: Bundle, keep_fp32: Sequence[str], target: str) -> None:
+    for name in keep_fp32:
+        if name not in bundle.graphs:
+            raise GenctlError(f"--keep-fp32 '{name}'", got="no such graph", expected=f"one of {sorted(bundle.graphs)}")
+    if keep_fp32 and target != "onnxruntime":
+        raise GenctlError("--keep-fp32", got=f"target '{target}'", expected="target onnxruntime",
+                          fix="TensorRT engines are built per graph: build that graph's engine with --precision fp32")
+
+
+def check_writable(bundle: Bundle) -> None:
+    """Fail before any work when the bundle cannot take new files (probe, since root ignores modes)."""
+    for folder in (bundle.path, bundle.path / "graphs"):
+        probe = folder / f".genctl-write-probe-{os.getpid()}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise GenctlError(f"Bundle '{bundle.path}'", got=f"'{folder}' is not writable ({exc.strerror})",
+                              expected="a writable bundle folder", fix="copy the bundle to a writable place and build there") from None
+
+
+def build_ort_variant(bundle: Bundle, variant: str, *, force: bool = False, keep_fp32: Sequence[str] = (),
+                      int8: Int8Options | None = None, gate: GateConfig | None = None) -> dict:
+    """Convert every graph, gate the candidate, then rename into place and save the manifest."""
+    tmp_files: dict[str, Path] = {}
+    variants = bundle.manifest.setdefault("variants", {})
+    previous = variants.get(variant)
+    try:
+        record = {"graphs": {}, "provenance": {}}
+        for name, spec in bundle.graphs.items():
+            if name in keep_fp32:
+                record["graphs"][name] = {"file": spec.file, "sha256": spec.sha256}
+                record["provenance"][name] = {"kept": "fp32 (--keep-fp32)"}
+                continue
+            tmp = bundle.path / "graphs" / f".{name}.{variant}.onnx.tmp-{os.getpid()}"
+            tmp_files[name] = tmp
+            record["provenance"][name] = build_variant(bundle.graph_file(name), tmp, variant, int8)
+            record["graphs"][name] = {"file": tmp.relative_to(bundle.path).as_posix(), "sha256": sha256_file(tmp)}
+        variants[variant] = record  # the gate opens the candidate through the manifest, in memory only
+        report = _gate_ort(bundle, variant, gate)
+        record.update(gate=report, status="passed" if report["passed"] else "failed", built_at=_now(),
+                      int8=asdict(int8 or Int8Options()) if variant == "int8" else None, keep_fp32=list(keep_fp32))
+        if not report["passed"] and not force:
+            raise gate_error(variant, report)
+        _commit(bundle, record, tmp_files, variant)
+        return record
+    except BaseException:
+        if previous is None:
+            variants.pop(variant, None)
+        else:
+            variants[variant] = previous
+        raise
+    finally:
+        for tmp in tmp_files.values():
+            tmp.unlink(missing_ok=True)
+
+
+def _gate_ort(bundle: Bundle, variant: str, gate: GateConfig | None) -> dict:
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    return run_gate(bundle, variant, lambda: OnnxRuntimeBackend(bundle, variant),
+                    lambda: OnnxRuntimeBackend(bundle, "fp32"), gate)
+
+
+def _commit(bundle: Bundle, record: dict, tmp_files: Mapping[str, Path], variant: str) -> None:
+    """Rename the gated temp files to their final names, then write the manifest (atomic)."""
+    for name, tmp in tmp_files.items():
+        final = bundle.path / "graphs" / f"{name}.{variant}.onnx"
+        os.replace(tmp, final)
+        record["graphs"][name]["file"] = final.relative_to(bundle.path).as_posix()
+    if not record.get("keep_fp32"):
+        record.pop("keep_fp32", None)
+    if record.get("int8") is None:
+        record.pop("int8", None)
+    bundle.save_manifest()
+
+
+def gate_error(what: str, report: dict) -> ParityError:
+    return ParityError(f"Quality gate for '{what}'", got="; ".join(report["failures"]),
+                       expected=f"every graph and the sampling loop within the {report['precision']} tolerance of fp32",
+                       fix="keep the failing graph in fp32 (--keep-fp32 GRAPH) or pass --force to keep it marked failed; nothing was written")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+__all__ = ["TARGETS", "GateConfig", "Int8Options", "build", "build_ort_variant", "check_writable", "gate_error"]

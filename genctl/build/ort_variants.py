@@ -1,0 +1,104 @@
+"""ONNX Runtime variants of an exported graph: ``opt``, ``fp16`` and ``int8``.
+
+- ``opt``  — ORT's graph optimizations (constant folding, node fusions such as Gemm+Relu →
+  FusedGemm) applied once and saved with ``SessionOptions.optimized_model_filepath``, so a session
+  starts without redoing them. Saved at the *extended* level: the *all* level adds CPU-specific
+  layout transforms (NCHWc) that ORT documents as tied to the machine that saved them.
+- ``fp16`` — every float initializer and op in float16 with float32 I/O kept (``keep_io_types``),
+  via ``onnxruntime.transformers.float16`` (ships with onnxruntime, no extra dependency). Meant for
+  GPUs: ORT's CPU provider runs few ops in fp16 and inserts casts around the rest.
+- ``int8`` — dynamic quantization (``quantize_dynamic``): int8 weights, activations quantized per
+  call from their observed range; for CPUs. ConvTranspose has no integer kernel and stays fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+
+from genctl.errors import GenctlError
+from genctl.logs import quiet
+
+VARIANTS = ("opt", "fp16", "int8")
+
+
+@dataclass(kw_only=True)
+class Int8Options:
+    per_channel: bool = False  # one scale per output channel (more accurate on convs, see README numbers)
+    weight_type: str = "qint8"  # "qint8" (signed, what MatMulInteger/ConvInteger prefer on x86) or "quint8"
+    op_types: tuple[str, ...] = ()  # empty = every op ORT can quantize dynamically (MatMul, Gemm, Conv, Gather ...)
+
+    def __post_init__(self) -> None:
+        if self.weight_type not in ("qint8", "quint8"):
+            raise GenctlError("int8 weight type", got=repr(self.weight_type), expected="'qint8' or 'quint8'")
+
+
+def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None = None) -> dict:
+    """Write the ``precision`` variant of the graph ``src`` to ``dst``; returns its provenance."""
+    start = time.perf_counter()
+    if precision == "opt":
+        info = _optimize(src, dst)
+    elif precision == "fp16":
+        info = _to_fp16(src, dst)
+    elif precision == "int8":
+        info = _quantize(src, dst, int8 or Int8Options())
+    else:
+        raise GenctlError(f"ONNX Runtime variant '{precision}'", got="an unknown precision", expected=f"one of {list(VARIANTS)}")
+    if not dst.is_file():
+        raise GenctlError(f"Variant '{precision}' of '{src.name}'", got="no file written", expected=str(dst))
+    info["seconds"] = round(time.perf_counter() - start, 3)
+    return info
+
+
+def _optimize(src: Path, dst: Path) -> dict:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(dst)
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+    return {"tool": f"onnxruntime {ort.__version__} optimized_model_filepath", "level": "extended",
+            "provider": "CPUExecutionProvider"}
+
+
+def _to_fp16(src: Path, dst: Path) -> dict:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    with quiet():
+        model = convert_float_to_float16(model, keep_io_types=True)
+    onnx.save(model, str(dst))
+    return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+
+
+def _quantize(src: Path, dst: Path, options: Int8Options) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    # The dynamo exporter stores value_info for initializers; the quantizer transposes Gemm weights
+    # and its shape inference then trips over the stale entries. Shapes are re-inferred anyway.
+    del model.graph.value_info[:]
+    weight = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[options.weight_type]
+    with quiet(), _root_log_level(logging.ERROR):  # "consider pre-processing" goes to the root logger
+        quantize_dynamic(model, str(dst), weight_type=weight, per_channel=options.per_channel,
+                         op_types_to_quantize=list(options.op_types) or None)
+    quantized = sorted({n.op_type for n in onnx.load(str(dst), load_external_data=False).graph.node
+                        if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "DequantizeLinear")})
+    return {"tool": "onnxruntime.quantization.quantize_dynamic", **asdict(options), "op_types": list(options.op_types),
+            "integer_ops": quantized}
+
+
+@contextlib.contextmanager
+def _root_log_level(level: int):
+    root = logging.getLogger()
+    saved = root.level
+    root.setLevel(max(level, saved))
+    try:
+        yield
+    finally:
+        root.setLevel(saved)

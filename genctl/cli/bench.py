@@ -1,0 +1,47 @@
+"""genctl bench BUNDLE --backends torch,onnxruntime --batch-sizes 1,16,64 [--json FILE]."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genctl.cli.common import console, user_errors
+
+
+@user_errors
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    backends: Annotated[str, typer.Option(help="Comma-separated NAME[:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, tensorrt:fp16.")] = "torch,onnxruntime",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64",
+    iters: Annotated[int, typer.Option(help="Timed calls per configuration.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed calls first (torch.compile compiles here).")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
+    guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: guidance scale.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens per sequence.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one record per (backend, batch) here.")] = None,
+) -> None:
+    """Time backends side by side in one run: p50/p90/p99 latency, samples/s, speedup vs torch."""
+    from genctl import progress
+    from genctl.bench.report import bench_table
+    from genctl.bench.runner import parse_backends, parse_batch_sizes, run_bench
+    from genctl.bundle import Bundle
+    from genctl.errors import GenctlError
+    from genctl.io import check_writable_parent
+
+    if iters <= 0 or warmup < 0:
+        raise GenctlError("--iters/--warmup", got=f"{iters}/{warmup}", expected="iters >= 1 and warmup >= 0")
+    if json_out is not None:
+        check_writable_parent(json_out, "file")
+    b = Bundle.load(bundle)
+    pairs, sizes = parse_backends(backends), parse_batch_sizes(batch_sizes)
+    controls = {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}
+    with progress.bar("bench", len(pairs) * len(sizes)) as advance:
+        results = run_bench(b, pairs, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls,
+                            on_step=lambda what: advance(done=what))
+    console.print(bench_table(results, f"genctl bench {bundle} ({b.family}, {iters} iters after {warmup} warm-up)"))
+    if json_out is not None:
+        json_out.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        console.print(f"wrote {json_out}")

@@ -1,0 +1,53 @@
+"""genctl build BUNDLE --target onnxruntime|tensorrt --precision fp32|fp16|int8 [--batch 1:8:64]."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genctl.cli.common import console, user_errors
+
+
+@user_errors
+def build(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by 'genctl export'.")],
+    target: Annotated[str, typer.Option(help="onnxruntime (graph variants, run anywhere) or tensorrt (engines for this GPU).")] = "onnxruntime",
+    precision: Annotated[str, typer.Option(help="onnxruntime: fp32 (offline-optimized), fp16 (for GPUs), int8 (dynamic quantization, CPUs); tensorrt: fp32, fp16.")] = "int8",
+    batch: Annotated[str, typer.Option(help="TensorRT profile for the batch dim: MIN:OPT:MAX.")] = "1:8:64",
+    dim: Annotated[Optional[list[str]], typer.Option("--dim", help="TensorRT profile of another dim: NAME=MIN:OPT:MAX (seq, past).")] = None,
+    keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="Leave this graph in fp32 inside the variant (repeatable).")] = None,
+    per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one weight scale per output channel.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
+) -> None:
+    """Build an optimized variant and run the quality gate (graph + loop parity, control accuracy)."""
+    from genctl.build import Int8Options, build as run_build
+    from genctl.errors import GenctlError
+
+    dims = {}
+    for item in dim or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise GenctlError(f"--dim '{item}'", got="no NAME=", expected="NAME=MIN:OPT:MAX, e.g. seq=1:32:128")
+        dims[name] = value
+    record = run_build(bundle, target=target, precision=precision, batch=batch, dims=dims, force=force,
+                       keep_fp32=keep_fp32 or [], int8=Int8Options(per_channel=per_channel))
+    _report(record, target, precision)
+
+
+def _report(record: dict, target: str, precision: str) -> None:
+    gate = record["gate"]
+    worst = {g: r["max_error"] for g, r in gate["graphs"].items()}
+    loop = gate["loop"]
+    loop_text = (f"loop err {loop['max_error']:.1e}" if "max_error" in loop
+                 else f"loop {loop['identical_fraction']:.0%} identical")
+    control = gate["control"]
+    control_text = (f"control {control['variant_points']:.1f} vs fp32 {control['fp32_points']:.1f}"
+                    if "variant_points" in control else f"control skipped ({control.get('skipped')})")
+    where = ", ".join(g["file"] for g in record["graphs"].values())
+    status = "[bold green]passed[/]" if record["status"] == "passed" else "[bold red]FAILED (kept with --force)[/]"
+    console.print(f"{target} {precision}: gate {status}; graph err "
+                  + ", ".join(f"{g} {e:.1e}" for g, e in worst.items()) + f"; {loop_text}; {control_text}")
+    for line in gate["failures"]:
+        console.print(f"  [red]✗[/] {line}", highlight=False)
+    console.print(f"  wrote {where}", highlight=False)

@@ -1,0 +1,53 @@
+"""genctl doctor: what this machine can run (GPU, CUDA, TensorRT, ORT providers, torch.compile)."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+
+from rich.table import Table
+
+from genctl.cli.common import console, user_errors
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def checks() -> list[tuple[str, str, str]]:
+    """(subject, finding, verdict) rows."""
+    from genctl.runtime.devices import cuda_device_count, gpu_names, onnxruntime_providers, tensorrt_version
+
+    rows = [("python", platform.python_version(), "ok")]
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime-gpu", "onnxruntime"):
+        v = _version(dist)
+        rows.append((dist, v, "ok" if v != "not installed" else ("—" if dist != "torch" else "missing")))
+    if _version("onnxruntime-gpu") != "not installed" and _version("onnxruntime") != "not installed":
+        rows.append(("onnxruntime", "both onnxruntime and onnxruntime-gpu installed", "CONFLICT: uninstall one"))
+    gpus = cuda_device_count()
+    rows.append(("CUDA devices", str(gpus) + (f" ({'; '.join(gpu_names())})" if gpus else ""), "ok" if gpus else "none: CPU only"))
+    trt = tensorrt_version()
+    rows.append(("tensorrt", trt or "not installed", "usable" if trt and gpus else "not usable (needs GPU + tensorrt)"))
+    try:
+        compiled, usable = onnxruntime_providers()
+        rows.append(("ORT providers (compiled in)", ", ".join(compiled), "—"))
+        rows.append(("ORT providers (usable here)", ", ".join(usable), "ok"))
+    except ImportError:
+        rows.append(("ORT providers", "onnxruntime missing", "missing"))
+    cc = shutil.which("cc") or shutil.which("gcc")
+    rows.append(("torch.compile (inductor)", f"C compiler: {cc or 'none'}", "usable" if cc else "not usable"))
+    return rows
+
+
+@user_errors
+def doctor() -> None:
+    """Report GPU, CUDA, TensorRT, ONNX Runtime providers and which backends are usable here."""
+    table = Table(title="genctl doctor", title_justify="left")
+    for col in ("check", "found", "verdict"):
+        table.add_column(col)
+    for row in checks():
+        table.add_row(*row)
+    console.print(table)

@@ -1,0 +1,50 @@
+"""genctl eval BUNDLE --backend onnxruntime -n 1000."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from genctl.cli.common import Backend, Precision, console, user_errors
+
+
+@user_errors
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
+    precision: Annotated[Precision, typer.Option(help="Graph variant.")] = Precision.fp32,
+    n: Annotated[int, typer.Option("-n", help="Generated samples in total (split evenly over classes).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    guidance_scales: Annotated[Optional[str], typer.Option(help="Diffusion: comma-separated guidance scales to sweep.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+) -> None:
+    """Control accuracy (evaluator classifier trained on the same data), diversity, likelihood."""
+    from genctl.errors import ConditionError
+    from genctl.eval.report import evaluate_bundle
+    from genctl.runtime.generator import Generator
+
+    if n <= 0:
+        raise ConditionError("-n", got=n, expected="a positive integer")
+    with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
+        report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
+    console.print(report_table(report, f"genctl eval {bundle} ({gen.bundle.family}, {gen.backend.describe()})"))
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {json_out}")
+
+
+def report_table(report: dict, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in report.items():
+        if isinstance(value, dict):
+            value = "  ".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        table.add_row(key, str(value))
+    return table

@@ -1,0 +1,77 @@
+"""genctl generate BUNDLE --cond label=7 -n 16 --seed 0 --backend onnxruntime --out grid.png."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genctl.cli.common import Backend, Precision, console, user_errors
+
+
+@user_errors
+def generate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE). Default: every class.")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", help="Samples per condition row (default 16, or the number of --from images).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of all sampling noise: same seed, same samples on every backend.")] = 0,
+    backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
+    precision: Annotated[Precision, typer.Option(help="Graph variant (fp32 = exported; others from 'genctl build').")] = Precision.fp32,
+    out: Annotated[Optional[Path], typer.Option(help="Write .png grid / .npy (images) or .txt / .json (text).")] = None,
+    from_image: Annotated[Optional[Path], typer.Option("--from", help="Re-condition a real image (cvae): PNG or .npy.")] = None,
+    from_label: Annotated[Optional[str], typer.Option(help="The --from image's own label (needed to encode it).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Noise scale (one-shot) or softmax temperature (text; 0 = greedy).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
+    guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: 0 unconditional, 1 conditional, >1 guided.")] = None,
+    eta: Annotated[Optional[float], typer.Option(help="Diffusion: DDIM eta (0 deterministic).")] = None,
+    sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ddim or ddpm.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Text: keep the k most likely tokens (0 = off).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Text: nucleus mass in (0, 1].")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens to generate at most.")] = None,
+    prefix: Annotated[Optional[str], typer.Option(help="Text: prompt prefix, e.g. 'Ma'.")] = None,
+) -> None:
+    """Generate samples for the given conditions and print a summary (or write them with --out)."""
+    from genctl.cli.output import check_out
+    from genctl.conditions import parse_cond_args
+    from genctl.runtime.generator import Generator
+
+    conditions = parse_cond_args(cond or [])
+    controls = dict(temperature=temperature, steps=steps, guidance_scale=guidance_scale, eta=eta, sampler=sampler,
+                    top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens)
+    inputs = {"prefix": prefix} if prefix is not None else {}
+    with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
+        if out is not None:
+            check_out(out, "text" if gen.bundle.manifest["dataset"].get("kind") == "text" else "image")
+        if from_image is not None:
+            inputs.update(_from_inputs(gen, from_image, from_label))
+            n = n or len(inputs["images"])
+        samples = gen.generate(conditions, n=16 if n is None else n, seed=seed, **inputs, **controls)
+        _report(gen, samples, out)
+
+
+def _from_inputs(gen, path: Path, label: str | None) -> dict:
+    import numpy as np
+
+    from genctl.cli.output import read_images
+    from genctl.errors import GenctlError
+
+    if label is None:
+        raise GenctlError("--from-label", got="nothing", expected="the --from image's own label, e.g. --from-label 7")
+    images = read_images(path, gen.bundle.info["output"]["shape"])
+    cond = gen.bundle.conditions.conditions[0]
+    return {"images": images, "image_labels": np.full(len(images), cond.parse(label), dtype=np.int64)}
+
+
+def _report(gen, samples, out: Path | None) -> None:
+    from genctl.cli.output import write_samples
+
+    if samples.kind == "text":
+        for i, text in enumerate(samples.texts):
+            console.print(f"{samples.rows[i // samples.n]:>20}  {text}", highlight=False)
+    else:
+        d = samples.data
+        console.print(f"generated {len(d)} samples {tuple(d.shape[1:])} with {gen.backend.describe()}: "
+                      f"rows {', '.join(samples.rows)}; pixel mean {d.mean():.3f} std {d.std():.3f}", highlight=False)
+    if out is not None:
+        write_samples(samples, out)
+        console.print(f"wrote {out}")

@@ -1,0 +1,52 @@
+"""The genctl command line: one thin module per command, joined here."""
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+
+from genctl import __version__
+from genctl.cli import bench, doctor, eval as eval_cmd, export, generate, inspect, quickstart, train
+
+app = typer.Typer(name="genctl", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval.")
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs and warnings.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    from genctl.logs import set_verbose
+
+    set_verbose(verbose)
+    if version:
+        typer.echo(f"genctl {__version__}")
+        raise typer.Exit()
+
+
+app.command()(quickstart.quickstart)
+app.command()(train.train)
+app.command()(export.export)
+app.command()(inspect.inspect)
+app.command()(generate.generate)
+app.command()(bench.bench)
+app.command("eval")(eval_cmd.evaluate)
+app.command()(doctor.doctor)
+for _optional in ("build", "serve"):  # commands whose modules land separately
+    try:
+        _mod = importlib.import_module(f"genctl.cli.{_optional}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"genctl.cli.{_optional}":
+            raise
+    else:
+        app.command(_optional)(getattr(_mod, _optional))
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,97 @@
+"""Writing samples: PNG grids (rows = conditions), raw .npy, text files; reading --from images."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from genctl.errors import GenctlError
+from genctl.io import check_writable_parent
+from genctl.runtime.samplers import Samples
+
+SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy")}
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] → (N, H, W, C) uint8."""
+    return (np.clip((images + 1.0) / 2.0, 0, 1) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def grid_image(samples: Samples, cell: int = 56, label_width: int = 90) -> Image.Image:
+    """One row per condition, ``n`` columns; small images are upscaled (nearest) to ``cell`` px."""
+    pixels = to_uint8(samples.data)
+    rows, cols = len(samples.rows), samples.n
+    h, w, c = pixels.shape[1:]
+    scale = max(1, cell // max(h, w))
+    ch, cw = h * scale, w * scale
+    grid = Image.new("RGB", (label_width + cols * (cw + 2), rows * (ch + 2)), "white")
+    draw = ImageDraw.Draw(grid)
+    for r in range(rows):
+        draw.text((4, r * (ch + 2) + ch // 2 - 6), samples.rows[r][:14], fill="black")
+        for k in range(cols):
+            tile = pixels[r * cols + k]
+            img = Image.fromarray(tile[..., 0] if c == 1 else tile).convert("RGB").resize((cw, ch), Image.NEAREST)
+            grid.paste(img, (label_width + k * (cw + 2), r * (ch + 2)))
+    return grid
+
+
+def check_out(out: Path, kind: str) -> None:
+    """Refuse a bad --out before any work: wrong suffix for the kind of sample, or unwritable."""
+    allowed = SUFFIXES[kind]
+    if Path(out).suffix.lower() not in allowed:
+        raise GenctlError(f"--out '{out}'", got=f"suffix '{Path(out).suffix}'", expected=f"one of {list(allowed)} for {kind} samples")
+    check_writable_parent(Path(out), "file")
+
+
+def write_samples(samples: Samples, out: Path) -> None:
+    """Write by suffix; the file appears whole or not at all (temp file + rename)."""
+    out = Path(out)
+    check_out(out, samples.kind)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+    os.close(fd)
+    try:
+        _write(samples, Path(tmp), out.suffix.lower())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write(samples: Samples, path: Path, suffix: str) -> None:
+    if suffix == ".png":
+        grid_image(samples).save(path, format="PNG")
+    elif suffix == ".npy":
+        with open(path, "wb") as f:
+            np.save(f, samples.data)
+    elif suffix == ".txt":
+        path.write_text("\n".join(samples.texts) + "\n")
+    else:
+        records = [{"text": t, "condition": samples.rows[i // samples.n], "tokens": samples.data[i].tolist()}
+                   for i, t in enumerate(samples.texts)]
+        path.write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_images(path: Path, shape: list[int]) -> np.ndarray:
+    """A PNG/JPEG (one image) or .npy (N, C, H, W) in [-1, 1] → float32 (N, C, H, W) of ``shape``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenctlError(f"--from '{path}'", got="no such file", expected="a PNG/JPEG image or a .npy array")
+    c, h, w = shape
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False).astype(np.float32)
+        arr = arr[None] if arr.ndim == 3 else arr
+        if arr.shape[1:] != (c, h, w):
+            raise GenctlError(f"--from '{path}'", got=f"shape {arr.shape}", expected=f"(N, {c}, {h}, {w}) in [-1, 1]")
+        return arr
+    try:
+        img = Image.open(path).convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+    except OSError:
+        raise GenctlError(f"--from '{path}'", got="an unreadable image", expected="a PNG/JPEG image") from None
+    arr = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    arr = arr[None] if c == 1 else arr.transpose(2, 0, 1)
+    return arr[None].astype(np.float32)

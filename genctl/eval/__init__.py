@@ -1,0 +1,1 @@
+"""Evaluation: control accuracy (an evaluator classifier trained on the same data), diversity, likelihood."""

@@ -1,0 +1,46 @@
+"""Pick the evaluation that fits a bundle (by dataset kind and family) and gather one report."""
+from __future__ import annotations
+
+import importlib.util
+
+from genctl.errors import ConditionError
+from genctl.eval.images import control_accuracy
+
+
+def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> dict:
+    bundle = gen.bundle
+    n_classes = len(bundle.conditions.conditions[0].names)
+    per_class = max(1, n // n_classes)
+    if bundle.manifest["dataset"].get("kind", "image") == "text":
+        from genctl.eval.text import evaluate_text
+
+        return evaluate_text(gen, n_per_locale=per_class, seed=seed)
+    report: dict = {}
+    if bundle.sampler["kind"] == "diffusion":
+        scales = _scales(guidance_scales)
+        for w in scales:
+            acc = control_accuracy(gen, per_class, seed=seed, guidance_scale=w, steps=steps)
+            report[f"guidance {w:g}"] = {"accuracy": acc["mean_accuracy"], "diversity": acc["diversity"]}
+        report["evaluator_test_accuracy"] = acc["evaluator_test_accuracy"]
+        report["diversity_real"] = acc["diversity_real"]
+        return report
+    acc = control_accuracy(gen, per_class, seed=seed)
+    report.update({"control_accuracy": acc["mean_accuracy"], "evaluator_test_accuracy": acc["evaluator_test_accuracy"],
+                   "per_class": acc["per_class"], "diversity": acc["diversity"], "diversity_real": acc["diversity_real"],
+                   "samples": per_class * n_classes})
+    if "log_prob" in bundle.graphs and importlib.util.find_spec("genctl.eval.likelihood"):
+        from genctl.data import get_dataset
+        from genctl.eval.likelihood import bits_per_dim
+
+        ds = get_dataset(bundle.manifest["dataset"]["name"])
+        report["test_bits_per_dim"] = bits_per_dim(gen, bundle, ds.x_test, ds.y_test)
+    return report
+
+
+def _scales(text: str | None) -> list[float]:
+    if text is None:
+        return [0.0, 1.0, 3.0, 5.0]
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConditionError("--guidance-scales", got=repr(text), expected="comma-separated numbers, e.g. 0,1,3,5") from None

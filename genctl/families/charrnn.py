@@ -1,0 +1,163 @@
+"""charrnn — a character-level GRU language model steered by a control code (the locale).
+
+The locale enters as a learned embedding added to every input character embedding, so the control
+acts at each step and the exported graph needs no special first step.
+
+Exports one graph, ``step(token, hidden, locale) -> (logits, hidden_out)``: one character in, the
+next-character logits out; ``hidden_out`` feeds ``hidden`` on the next call (manifest
+``feeds_back``). The GRU cell is written out by hand (matmuls, sigmoid, tanh) on the trained
+``nn.GRU`` weights, so the ONNX graph is plain ops — no ONNX ``GRU``/``Loop`` — for any runtime.
+
+``TextFamily`` holds what both character models share (conditions, manifest info, training).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genctl.data.names import BOS, EOS, PAD, SPECIALS
+from genctl.families.base import Family, GraphDef
+from genctl.spec import GraphSpec, TensorSpec
+from genctl.training.loop import fit
+
+SAMPLER_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 0}
+
+
+def context_length(config: dict) -> int:
+    """Positions a model sees: BOS + the longest name (the EOS is predicted, never fed)."""
+    return int(config["dataset"]["max_len"]) - 1
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy; PAD targets (after EOS) are ignored."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+
+
+class TextFamily(Family):
+    """Shared by the character language models: locale condition, text manifest info, training."""
+
+    sampler = "autoregressive"
+    data_kind = "text"
+    condition_name = "locale"
+
+    def info(self, config: dict) -> dict:
+        ds = config["dataset"]
+        text = {"kind": "text", "vocab": ds["vocab"], "special_tokens": ds["special_tokens"],
+                "max_len": ds["max_len"], "context": context_length(config)}
+        return {"output": text, **text}
+
+    def train(self, model: nn.Module, dataset, config: dict, epochs: int) -> dict:
+        hp = self.Config(**config["hparams"])
+        x, y = dataset.x_train, dataset.y_train
+        if hp.train_subset:  # tests: a seeded subset for speed
+            idx = np.random.default_rng(0).permutation(len(y))[:hp.train_subset]
+            x, y = x[idx], y[idx]
+
+        def loss(m, tokens, locale):
+            return lm_loss(m(tokens[:, :-1], locale), tokens[:, 1:])  # (B, T-1, V) vs next tokens
+
+        metrics = fit(model, [x, y], loss, epochs=epochs, batch_size=hp.batch_size, lr=hp.lr,
+                      seed=config["train"]["seed"], description=f"train {self.name}")
+        metrics["val_loss"] = round(validation_loss(model, dataset), 4)
+        return metrics
+
+
+@torch.inference_mode()
+def validation_loss(model: nn.Module, dataset) -> float:
+    model.eval()
+    x, y = torch.from_numpy(dataset.x_test), torch.from_numpy(dataset.y_test)
+    return float(lm_loss(model(x[:, :-1], y), x[:, 1:]))
+
+
+# ------------------------------------------------------------------------------------ model
+
+@dataclass(kw_only=True)
+class CharRNNConfig:
+    embed_dim: int = 64  # character and locale embedding size
+    hidden: int = 256  # GRU hidden size
+    layers: int = 2  # stacked GRU layers
+    dropout: float = 0.1  # between GRU layers, training only
+    lr: float = 3e-3
+    batch_size: int = 64
+    train_subset: int = 0  # train on this many names only (0 = all); for quick tests
+
+
+class CharRNNModel(nn.Module):
+    def __init__(self, vocab_size: int, n_locales: int, hp: CharRNNConfig):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, hp.embed_dim, padding_idx=PAD)
+        self.locale = nn.Embedding(n_locales, hp.embed_dim)
+        self.gru = nn.GRU(hp.embed_dim, hp.hidden, hp.layers, batch_first=True, dropout=hp.dropout if hp.layers > 1 else 0.0)
+        self.head = nn.Linear(hp.hidden, vocab_size)
+
+    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits for every position: (B, T) tokens -> (B, T, V)."""
+        x = self.embed(tokens) + self.locale(locale)[:, None, :]  # (B, T, E)
+        out, _ = self.gru(x)  # (B, T, H)
+        return self.head(out)
+
+
+class RNNStep(nn.Module):
+    """One step of the trained GRU, written as plain ops: ``(token, hidden, locale) -> (logits, hidden_out)``."""
+
+    def __init__(self, model: CharRNNModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token: torch.Tensor, hidden: torch.Tensor, locale: torch.Tensor):
+        m = self.model
+        x = m.embed(token) + m.locale(locale)  # (B, E)
+        states = []
+        for layer in range(m.gru.num_layers):
+            x = gru_cell(x, hidden[layer], *(getattr(m.gru, f"{w}_l{layer}") for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
+            states.append(x)  # (B, H)
+        return m.head(x), torch.stack(states)  # (B, V), (layers, B, H)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    """torch.nn.GRU's cell (gates r, z, n in that order in the stacked weights)."""
+    gi = F.linear(x, w_ih, b_ih)  # (B, 3H)
+    gh = F.linear(h, w_hh, b_hh)
+    i_r, i_z, i_n = gi.chunk(3, dim=1)
+    h_r, h_z, h_n = gh.chunk(3, dim=1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+class CharRNN(TextFamily):
+    name = "charrnn"
+    Config = CharRNNConfig
+    default_epochs = {"names": 25}
+
+    def build_model(self, config: dict) -> CharRNNModel:
+        ds = config["dataset"]
+        return CharRNNModel(len(ds["vocab"]), len(ds["label_names"]), CharRNNConfig(**config["hparams"]))
+
+    def graphs(self, model: CharRNNModel, config: dict) -> dict[str, GraphDef]:
+        ds, hp = config["dataset"], CharRNNConfig(**config["hparams"])
+        vocab, n_loc = len(ds["vocab"]), len(ds["label_names"])
+        state = [hp.layers, "batch", hp.hidden]
+        spec = GraphSpec(
+            "step",
+            inputs=[TensorSpec("token", "int64", ["batch"], "data", high=vocab),
+                    TensorSpec("hidden", "float32", state, "state"),
+                    TensorSpec("locale", "int64", ["batch"], "condition", high=n_loc)],
+            outputs=[TensorSpec("logits", "float32", ["batch", vocab], "output"),
+                     TensorSpec("hidden_out", "float32", state, "state")],
+            feeds_back={"hidden_out": "hidden"},
+            doc="one character + GRU state + locale -> next-character logits and the new state")
+        b = 2
+        example = {"token": torch.tensor([BOS, len(SPECIALS)]), "hidden": torch.zeros(hp.layers, b, hp.hidden),
+                   "locale": torch.tensor([0, n_loc - 1])}
+        return {"step": GraphDef(RNNStep(model).eval(), example, spec)}
+
+    def sampler_section(self, config: dict) -> dict:
+        return {"kind": "autoregressive", "mode": "recurrent", "graphs": {"step": "step"},
+                "token_input": "token", "logits_output": "logits", "feeds_back": {"hidden_out": "hidden"},
+                "eos": EOS, "defaults": dict(SAMPLER_DEFAULTS)}

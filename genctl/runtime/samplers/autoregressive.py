@@ -1,0 +1,188 @@
+"""Autoregressive sampling: prompt once, then one token per step with the state fed back.
+
+Two modes, named by the manifest's ``sampler.mode``:
+- ``recurrent`` (charrnn): the ``step`` graph eats BOS and the prefix one token at a time, then
+  every generated token; ``hidden_out`` feeds ``hidden``.
+- ``kv_cache`` (chartransformer): ``prefill`` runs BOS + prefix in one call, then ``decode`` runs
+  one token per step; ``present_k/v`` feed ``past_k/v``.
+
+Per step: the logits come back to the host, one uniform number per sequence is drawn from the
+seeded ``rng`` and a token is picked by inverse CDF after temperature / top-k / top-p. The draw
+is the only randomness, so torch and ONNX Runtime give the same text when their logits agree.
+A sequence stops at EOS or after ``max_new_tokens``; finished rows are dropped from the batch
+(and from the state), so a batch of mixed locales and lengths costs only the live rows.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from genctl.conditions import ConditionRows, Control
+from genctl.data.names import BOS, EOS, PAD, check_text, decode
+from genctl.errors import ConditionError
+from genctl.runtime.backends.base import Backend
+from genctl.runtime.samplers.base import Samples, Sampler
+
+
+class AutoregressiveSampler(Sampler):
+    kind = "autoregressive"
+    controls = [
+        Control("temperature", float, 1.0, low=0.0, help="softmax temperature (0 = greedy)"),
+        Control("top_k", int, 0, low=0, help="sample among the k most likely tokens (0 = all)"),
+        Control("top_p", float, 1.0, low=0.0, high=1.0, low_open=True, help="nucleus: smallest set with this much probability"),
+        Control("max_new_tokens", int, 0, low=0, help="new tokens per sequence, EOS included (0 = until the context is full)"),
+    ]
+
+    def __init__(self, bundle):
+        super().__init__(bundle)
+        self.vocab = list(bundle.info["vocab"])
+        self.context = int(bundle.info["context"])
+        self.condition = bundle.conditions.conditions[0].name
+
+    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
+               controls: dict[str, Any], prefix: str | None = None, **_: Any) -> Samples:
+        prefix = prefix or ""
+        prefix_ids = check_text(prefix, self.vocab)
+        max_new = self.budget(controls["max_new_tokens"], len(prefix_ids))
+        locale = rows.feeds(self.bundle.conditions, n)[self.condition]  # (N,) one control code per sequence
+        total = len(locale)
+        prompt = np.tile(np.array([BOS] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
+        stepper = (KVCacheStepper if self.section.get("mode") == "kv_cache" else RecurrentStepper)(backend, self.section)
+        generated, meta = self.loop(stepper, prompt, locale, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
+        return self.package(rows, n, prefix, prefix_ids, generated, meta)
+
+    def budget(self, max_new_tokens: int, prefix_len: int) -> int:
+        """New tokens allowed: BOS + prefix + all but the last new token must fit the context."""
+        room = self.context - prefix_len
+        if room < 1:
+            raise ConditionError("--prefix", got=f"{prefix_len} characters",
+                                 expected=f"at most {self.context - 1} (the model's context is {self.context} tokens with BOS)")
+        if max_new_tokens > room:
+            raise ConditionError("--max-new-tokens", got=max_new_tokens,
+                                 expected=f"<= {room}: the model's context is {self.context} tokens (BOS + prefix "
+                                          f"of {prefix_len} + new tokens but the last)")
+        return max_new_tokens or room
+
+    def loop(self, stepper, prompt: np.ndarray, locale: np.ndarray, rng: np.random.Generator, controls: dict,
+             max_new: int, allow_eos_first: bool) -> tuple[list[list[int]], dict]:
+        """Generate up to ``max_new`` tokens per row; returns token lists (EOS kept) and timing meta."""
+        total = len(locale)
+        generated: list[list[int]] = [[] for _ in range(total)]
+        active = np.arange(total)
+        start = time.perf_counter()
+        logits = stepper.start(prompt, locale)
+        ttft, inter, last = 0.0, [], start
+        for step in range(max_new):
+            u = rng.random(total)[active]  # one draw per sequence per step, whether or not it is still alive
+            banned = [PAD, BOS] if (step or allow_eos_first) else [PAD, BOS, EOS]  # no empty names
+            tokens = pick(logits, u, controls, banned)
+            for row, tok in zip(active, tokens):
+                generated[row].append(int(tok))
+            now = time.perf_counter()
+            ttft, last = (now - start, now) if step == 0 else (ttft, last)
+            if step:
+                inter.append(now - last)
+                last = now
+            keep = tokens != EOS
+            if step == max_new - 1 or not keep.any():
+                break
+            active, logits = active[keep], stepper.next(tokens[keep], keep, locale[active[keep]])
+        return generated, {"tokens": sum(len(g) for g in generated), "ttft_s": ttft, "inter_token_s": inter,
+                           "seconds": time.perf_counter() - start}
+
+    def package(self, rows: ConditionRows, n: int, prefix: str, prefix_ids: list[int], generated: list[list[int]],
+                meta: dict) -> Samples:
+        seqs = [prefix_ids + g for g in generated]
+        width = max(len(s) for s in seqs)
+        data = np.full((len(seqs), width), PAD, dtype=np.int64)  # prefix + new tokens (EOS kept), PAD after
+        for i, s in enumerate(seqs):
+            data[i, :len(s)] = s
+        texts = [prefix + decode(g, self.vocab) for g in generated]
+        meta = {**meta, "prefix": prefix, "steps": max(len(g) for g in generated)}
+        return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
+
+
+def pick(logits: np.ndarray, u: np.ndarray, controls: dict, banned: list[int]) -> np.ndarray:
+    """Tokens (B,) from logits (B, V) and uniforms u (B,) in [0, 1): greedy, or inverse CDF."""
+    z = logits.astype(np.float64)
+    z[:, banned] = -np.inf
+    temperature, top_k, top_p = controls["temperature"], controls["top_k"], controls["top_p"]
+    if temperature == 0:
+        return z.argmax(axis=1).astype(np.int64)
+    z = z / temperature
+    if 0 < top_k < z.shape[1]:
+        kth = np.sort(z, axis=1)[:, -top_k][:, None]
+        z = np.where(z >= kth, z, -np.inf)  # ties at the k-th value stay in
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if top_p < 1.0:
+        p = nucleus(p, top_p)
+    cdf = np.cumsum(p, axis=1)
+    idx = (cdf < (u * cdf[:, -1])[:, None]).sum(axis=1)
+    return np.minimum(idx, p.shape[1] - 1).astype(np.int64)
+
+
+def nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the most likely tokens until their mass reaches ``top_p`` (at least one), zero the rest."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    sorted_p = np.take_along_axis(p, order, axis=1)
+    keep_sorted = (np.cumsum(sorted_p, axis=1) - sorted_p) < top_p  # mass before this token
+    keep = np.zeros_like(keep_sorted)
+    np.put_along_axis(keep, order, keep_sorted, axis=1)
+    return np.where(keep, p, 0.0)
+
+
+class RecurrentStepper:
+    """``step(token, hidden, locale)``: the prompt is fed token by token from a zero state."""
+
+    def __init__(self, backend: Backend, section: dict):
+        self.backend, self.graph = backend, section["graphs"]["step"]
+        self.spec = backend.bundle.graphs[self.graph]
+        self.token, self.logits, self.back = section["token_input"], section["logits_output"], section["feeds_back"]
+        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
+        self.state: dict[str, np.ndarray] = {}
+
+    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
+        self.state = {t.name: np.zeros(t.concrete({"batch": len(locale)}), dtype=t.dtype)
+                      for t in self.spec.inputs if t.role == "state"}
+        for j in range(prompt.shape[1]):
+            logits = self._run(prompt[:, j], locale)
+        return logits
+
+    def next(self, tokens: np.ndarray, keep: np.ndarray, locale: np.ndarray) -> np.ndarray:
+        self.state = {k: compact(v, self.spec.input(k).shape, keep) for k, v in self.state.items()}
+        return self._run(tokens, locale)
+
+    def _run(self, tokens: np.ndarray, locale: np.ndarray) -> np.ndarray:
+        out = self.backend.run(self.graph, {self.token: np.ascontiguousarray(tokens), **self.state, self.cond: locale})
+        self.state = {inp: out[o] for o, inp in self.back.items()}
+        return out[self.logits]
+
+
+class KVCacheStepper(RecurrentStepper):
+    """``prefill`` the whole prompt once, then ``decode`` one token at a time with the cache."""
+
+    def __init__(self, backend: Backend, section: dict):
+        graphs = section["graphs"]
+        self.backend, self.prefill, self.graph = backend, graphs["prefill"], graphs["decode"]
+        self.spec = backend.bundle.graphs[self.graph]
+        self.prompt, self.token = section["prompt_input"], section["token_input"]
+        self.logits, self.back = section["logits_output"], section["feeds_back"]
+        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
+        self.state = {}
+
+    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
+        out = self.backend.run(self.prefill, {self.prompt: prompt, self.cond: locale})
+        self.state = {inp: out[o] for o, inp in self.back.items()}
+        return out[self.logits]
+
+
+def compact(state: np.ndarray, shape: list, keep: np.ndarray) -> np.ndarray:
+    """Keep the live rows of a state tensor along its ``batch`` axis."""
+    axis = shape.index("batch")
+    return np.ascontiguousarray(np.compress(keep, state, axis=axis))
+
+
+__all__ = ["AutoregressiveSampler", "nucleus", "pick"]

@@ -1,0 +1,107 @@
+"""Diffusion sampling: x_T ~ N(0, I), then one fused ``step`` graph call per denoising step.
+
+The loop is numpy on the host and backend-agnostic: the timestep sequence and each step's
+(alpha_bar_t, alpha_bar_prev) come from the schedule in the manifest (``info.schedule.betas``) via
+``genctl.families.schedule``; x_T and every per-step noise tensor come from the seeded ``rng``, so
+the same seed gives the same samples on every backend.
+
+``sampler=ddim`` uses the ``eta`` control (0 = deterministic); ``sampler=ddpm`` is DDIM with eta = 1
+on the same timestep sequence, which is exactly DDPM ancestral sampling (Song et al. 2021, eq. 16
+with eta = 1 gives DDPM's posterior variance); ``steps < T`` strides it ("respaced" DDPM).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from genctl.conditions import ConditionRows, Control
+from genctl.errors import BundleError, ConditionError
+from genctl.families import schedule
+from genctl.runtime.backends.base import Backend
+from genctl.runtime.samplers.base import Samples, Sampler
+
+
+class DiffusionSampler(Sampler):
+    kind = "diffusion"
+    controls = [
+        Control("steps", int, 50, low=1, help="denoising steps (1..T, the training timesteps)"),
+        Control("guidance_scale", float, 3.0, low=0.0, high=1000.0,
+                help="classifier-free guidance: 0 unconditional, 1 conditional, >1 guided"),
+        Control("eta", float, 0.0, low=0.0, high=1.0, help="DDIM noise: 0 deterministic, 1 = DDPM variance"),
+        Control("sampler", str, "ddim", choices=("ddim", "ddpm"), help="ddim (uses eta) or ddpm (eta = 1)"),
+    ]
+
+    def __init__(self, bundle):
+        super().__init__(bundle)
+        self.spec = bundle.graphs[self.section.get("graph", "step")]
+        self.alpha_bar = check_schedule(bundle, self.spec)
+        self.train_timesteps = len(self.alpha_bar)
+
+    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
+               controls: dict[str, Any], **_: Any) -> Samples:
+        steps, w = self._check(controls)
+        eta = 1.0 if controls["sampler"] == "ddpm" else controls["eta"]
+        ts = schedule.timesteps(self.train_timesteps, steps)
+        ab_t, ab_prev = schedule.step_coefficients(self.alpha_bar, ts)
+        total = rows.n_rows * n
+        cond = rows.feeds(self.bundle.conditions, n)
+        x_spec = self.spec.input("x_t")
+        x = self.noise(x_spec, total, rng)  # x_T ~ N(0, I)
+        per = lambda v: np.full(total, v, dtype=np.float32)  # noqa: E731  (B,) so the batch axis stays dynamic
+        step_s = []
+        for i, t in enumerate(ts):
+            noise = self.noise(x_spec, total, rng) if eta > 0 else np.zeros_like(x)
+            feeds = {"x_t": x, "t": np.full(total, t, dtype=np.int64), "alpha_bar_t": per(ab_t[i]),
+                     "alpha_bar_prev": per(ab_prev[i]), "guidance_scale": per(w), "eta": per(eta), "noise": noise, **cond}
+            start = time.perf_counter()
+            x = backend.run(self.spec.name, feeds)["x_prev"]
+            step_s.append(time.perf_counter() - start)
+        meta = {"steps": steps, "guidance_scale": w, "eta": eta, "sampler": controls["sampler"], "step_s": step_s}
+        return Samples(data=x, rows=rows.labels, n=n, kind="image", meta=meta)
+
+    def _check(self, controls: dict[str, Any]) -> tuple[int, float]:
+        steps, w = controls["steps"], controls["guidance_scale"]
+        if steps > self.train_timesteps:
+            raise ConditionError("Control --steps", got=steps,
+                                 expected=f"a value in [1, {self.train_timesteps}] (the model's training timesteps)")
+        if w != 1.0 and not self.section.get("cfg_dropout", 0) > 0:
+            raise ConditionError("Control --guidance-scale", got=w,
+                                 expected="1 for this model: it was trained without null-class dropout (cfg_dropout=0), "
+                                          "so it has no unconditional prediction", fix="retrain with cfg_dropout > 0")
+        return steps, w
+
+
+def check_schedule(bundle, spec) -> np.ndarray:
+    """alpha_bar from the manifest's schedule, after checking it fits the step graph; BundleError if not."""
+    sched = bundle.info.get("schedule") or {}
+    betas = np.asarray(sched.get("betas", []), dtype=np.float64)
+    where = f"Schedule of bundle '{bundle.path}'"
+    if betas.ndim != 1 or len(betas) == 0 or not np.all((betas > 0) & (betas < 1)):
+        raise BundleError(where, got=f"{betas.size} betas", expected="info.schedule.betas: T values in (0, 1)",
+                          fix="re-export the bundle")
+    declared = {"info.schedule.timesteps": sched.get("timesteps"), "step graph input 't' high": spec.input("t").high}
+    for what, value in declared.items():
+        if value != len(betas):
+            raise BundleError(where, got=f"{len(betas)} betas but {what} = {value}",
+                              expected="one schedule length T everywhere (the step graph was built for another schedule)",
+                              fix="re-export the bundle from its checkpoint")
+    kind = sched.get("kind")
+    if kind in schedule.SCHEDULES and not np.allclose(betas, schedule.betas_for(kind, len(betas)), rtol=1e-6, atol=0):
+        raise BundleError(where, got=f"betas that differ from the '{kind}' schedule with T={len(betas)}",
+                          expected="the schedule the model was trained with", fix="re-export the bundle")
+    return schedule.alphas_cumprod(betas)
+
+
+def guidance_sweep(generator, scales: Sequence[float], n_per_class: int, seed: int,
+                   classify: Callable[[np.ndarray], np.ndarray], **controls: Any) -> dict[float, float]:
+    """Control accuracy per guidance scale: generate ``n_per_class`` samples of every class at each
+    scale (same seed), ``classify(images) -> labels`` them, and return ``{scale: accuracy}``."""
+    cond = generator.bundle.conditions.conditions[0]
+    wanted = np.repeat(np.arange(len(cond.names)), n_per_class)  # rows in class order, n each
+    out = {}
+    for scale in scales:
+        samples = generator.generate(None, n=n_per_class, seed=seed, guidance_scale=float(scale), **controls)
+        out[float(scale)] = float(np.mean(np.asarray(classify(samples.data)) == wanted))
+    return out
