@@ -212,9 +212,10 @@ def test_cli_build_and_one_line_errors(fresh):
     from genctl.cli.main import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["build", str(fresh), "--target", "onnxruntime", "--precision", "fp32"])
+    result = runner.invoke(app, ["build", str(fresh), "--target", "onnxruntime", "--precision", "fp32", "--control-samples", "0"])
     assert result.exit_code == 0, result.output
     assert "gate passed" in result.output and "graphs/decode.opt.onnx" in result.output
+    assert "control skipped" in result.output
     result = runner.invoke(app, ["build", str(fresh), "--precision", "fp32", "--batch", "9:3:1"])
     assert result.exit_code == 1
     assert "error: --batch | got 9:3:1 | expected MIN <= OPT <= MAX" in result.output

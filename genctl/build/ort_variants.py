@@ -72,8 +72,33 @@ def _to_fp16(src: Path, dst: Path) -> dict:
     model = onnx.load(str(src))
     with quiet():
         model = convert_float_to_float16(model, keep_io_types=True)
+    dropped = _drop_duplicate_nodes(model)
     onnx.save(model, str(dst))
-    return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+    return {"tool": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True,
+            "duplicate_casts_dropped": dropped}
+
+
+def _drop_duplicate_nodes(model: onnx.ModelProto) -> int:
+    """Remove repeated identical nodes that write the same output.
+
+    The converter inserts one ``Cast`` per consumer of an fp32-only op's constant input, all named
+    ``<input>_cast_to_fp32`` — invalid SSA that ORT refuses ("two nodes with same node name").
+    They compute the same value, so the first one (which precedes every consumer) is kept.
+    """
+    seen: dict[tuple, bytes] = {}
+    keep = []
+    for node in model.graph.node:
+        key = tuple(node.output)
+        signature = node.SerializeToString()
+        if key in seen and seen[key] == signature:
+            continue
+        seen.setdefault(key, signature)
+        keep.append(node)
+    dropped = len(model.graph.node) - len(keep)
+    if dropped:
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return dropped
 
 
 def _quantize(src: Path, dst: Path, options: Int8Options) -> dict:

@@ -12,6 +12,7 @@ into place only after the quality gate passed) and the build record in
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import os
@@ -129,8 +130,9 @@ def _gate(bundle: Bundle, precision: str, record: dict, folder: Path, ranges: Ma
     # the control check with at most batch.max samples per call.
     rows = bundle.conditions.parse(None).n_rows
     per_call = max(1, batch.max // max(rows, 1))
-    config = gate or GateConfig(batches=tuple(sorted({batch.min, batch.opt} | ({batch.max} if batch.max <= 256 else set()))),
-                                loop_n=min(3, per_call), control_n_per_class=min(20, per_call))
+    gate = gate or GateConfig()
+    config = dataclasses.replace(gate, batches=tuple(sorted({batch.min, batch.opt} | ({batch.max} if batch.max <= 256 else set()))),
+                                 loop_n=min(gate.loop_n, per_call), control_n_per_class=min(gate.control_n_per_class, per_call))
     return run_gate(bundle, precision, lambda: TensorRTBackend(bundle, precision, record=record, engine_dir=folder),
                     lambda: OnnxRuntimeBackend(bundle, "fp32", providers=["CPUExecutionProvider"]), config)
 

@@ -29,13 +29,21 @@ from genctl.training.loop import batches
 @dataclass(kw_only=True)
 class CGANConfig:
     latent_dim: int = 64  # size of the noise vector z
-    width: int = 64  # channels of the generator's last hidden map and the discriminator's first conv
+    width: int = 32  # channels of the generator's last hidden map and the discriminator's first conv
     label_dim: int = 32  # generator label embedding size
     lr: float = 2e-4  # Adam learning rate, generator and discriminator (DCGAN)
     beta1: float = 0.5  # Adam betas: (0.5, 0.999) is the DCGAN recipe
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
     batch_size: int = 64
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector to unit RMS (ProGAN). Unlike BatchNorm it has no
+    train/eval difference, so the exported generator samples exactly like the trained one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
 
 
 class CGANGenerator(nn.Module):
@@ -46,12 +54,11 @@ class CGANGenerator(nn.Module):
         c, h, w = shape
         self.base = (2 * hp.width, h // 4, w // 4)
         self.embed = nn.Embedding(n_classes, hp.label_dim)
-        self.fc = nn.Sequential(nn.Linear(hp.latent_dim + hp.label_dim, int(np.prod(self.base)), bias=False),
-                                nn.BatchNorm1d(int(np.prod(self.base))), nn.ReLU())
+        self.fc = nn.Linear(hp.latent_dim + hp.label_dim, int(np.prod(self.base)))
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(2 * hp.width, hp.width, 4, 2, 1, bias=False), nn.BatchNorm2d(hp.width), nn.ReLU(),  # (B, W, H/2, W/2)
-            nn.ConvTranspose2d(hp.width, hp.width // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(hp.width // 2), nn.ReLU(),  # (B, W/2, H, W)
-            nn.Conv2d(hp.width // 2, c, 3, 1, 1), nn.Tanh(),  # (B, C, H, W)
+            nn.ReLU(), PixelNorm(),
+            nn.ConvTranspose2d(2 * hp.width, hp.width, 4, 2, 1), nn.ReLU(), PixelNorm(),  # (B, W, H/2, W/2)
+            nn.ConvTranspose2d(hp.width, c, 4, 2, 1), nn.Tanh(),  # (B, C, H, W)
         )
 
     def forward(self, noise: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -59,23 +66,29 @@ class CGANGenerator(nn.Module):
         return self.up(hidden)
 
 
+def minibatch_std(x: torch.Tensor) -> torch.Tensor:
+    """Append the mean across-batch std as one channel (ProGAN): D sees a collapsed batch."""
+    std = x.std(dim=0, unbiased=False).mean().expand(x.shape[0], 1, x.shape[2], x.shape[3])
+    return torch.cat([x, std], dim=1)
+
+
 class CGANDiscriminator(nn.Module):
-    """``(image, label) -> score (B,)``: spectral-norm convs + projection head."""
+    """``(image, label) -> score (B,)``: spectral-norm convs, minibatch std, projection head."""
 
     def __init__(self, shape: list[int], n_classes: int, hp: CGANConfig):
         super().__init__()
         c, h, w = shape
         feat = 2 * hp.width
-        self.conv = nn.Sequential(
-            spectral_norm(nn.Conv2d(c, hp.width // 2, 3, 1, 1)), nn.LeakyReLU(0.2),  # (B, W/2, H, W)
-            spectral_norm(nn.Conv2d(hp.width // 2, hp.width, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, W, H/2, W/2)
+        self.down = nn.Sequential(
+            spectral_norm(nn.Conv2d(c, hp.width, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, W, H/2, W/2)
             spectral_norm(nn.Conv2d(hp.width, feat, 4, 2, 1)), nn.LeakyReLU(0.2),  # (B, 2W, H/4, W/4)
         )
+        self.top = nn.Sequential(spectral_norm(nn.Conv2d(feat + 1, feat, 3, 1, 1)), nn.LeakyReLU(0.2))
         self.head = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Embedding(n_classes, feat))
 
     def forward(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        phi = self.conv(image).sum(dim=(2, 3))  # (B, 2W) global sum pooling
+        phi = self.top(minibatch_std(self.down(image))).sum(dim=(2, 3))  # (B, 2W) global sum pooling
         return self.head(phi).squeeze(1) + (self.embed(label) * phi).sum(dim=1)  # (B,)
 
 

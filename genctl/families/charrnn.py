@@ -77,12 +77,12 @@ def validation_loss(model: nn.Module, dataset) -> float:
 
 @dataclass(kw_only=True)
 class CharRNNConfig:
-    embed_dim: int = 64  # character and locale embedding size
-    hidden: int = 256  # GRU hidden size
+    embed_dim: int = 48  # character and locale embedding size
+    hidden: int = 128  # GRU hidden size
     layers: int = 2  # stacked GRU layers
     dropout: float = 0.1  # between GRU layers, training only
     lr: float = 3e-3
-    batch_size: int = 64
+    batch_size: int = 128
     train_subset: int = 0  # train on this many names only (0 = all); for quick tests
 
 

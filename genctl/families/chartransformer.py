@@ -31,13 +31,13 @@ from genctl.spec import GraphSpec, TensorSpec
 
 @dataclass(kw_only=True)
 class CharTransformerConfig:
-    d_model: int = 128  # width of the residual stream
+    d_model: int = 64  # width of the residual stream
     heads: int = 4  # attention heads (d_model must divide evenly)
     layers: int = 3  # transformer blocks
     ff_mult: int = 4  # MLP hidden = ff_mult * d_model
     dropout: float = 0.1  # residual/attention dropout, training only
     lr: float = 2e-3
-    batch_size: int = 64
+    batch_size: int = 128
     train_subset: int = 0  # train on this many names only (0 = all); for quick tests
 
 

@@ -34,9 +34,9 @@ from genctl.training.loop import batches
 @dataclass(kw_only=True)
 class DiffusionConfig:
     width: int = 32  # channels of the first UNet level
-    channel_mult: tuple[int, ...] = (1, 2, 2)  # per level; H and W must divide by 2**(levels-1)
+    channel_mult: tuple[int, ...] = (1, 2)  # per level; H/patch and W/patch must divide by 2**(levels-1)
     groups: int = 8  # GroupNorm groups (must divide every level's channels)
-    patch: int = 1  # >1: the UNet runs on (C*p*p, H/p, W/p) via pixel (un)shuffle — p*p times cheaper
+    patch: int = 0  # p>1: the UNet runs on (C*p*p, H/p, W/p) via pixel (un)shuffle, p*p times cheaper; 0 = auto (2 if H >= 16)
     timesteps: int = 1000  # T: training timesteps of the noise schedule
     schedule: str = "linear"  # "linear" (DDPM) or "cosine" (improved DDPM)
     cfg_dropout: float = 0.1  # share of labels replaced by the null class (0 = no guidance possible)
@@ -77,13 +77,15 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """eps_theta(x_t, t, y): one ResBlock per level down and up, two in the middle."""
 
-    def __init__(self, channels: int, n_classes: int, hp: DiffusionConfig):
+    def __init__(self, shape: list[int], n_classes: int, hp: DiffusionConfig):
         super().__init__()
+        channels = shape[0]
         w, g, emb_dim = hp.width, hp.groups, 4 * hp.width
         chans = [w * m for m in hp.channel_mult]
         self.time_mlp = nn.Sequential(nn.Linear(w, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.label_embed = nn.Embedding(n_classes + 1, emb_dim)  # index n_classes = the null class
-        self.patch, channels = hp.patch, channels * hp.patch ** 2
+        self.patch = hp.patch or (2 if shape[1] >= 16 else 1)
+        channels *= self.patch ** 2
         self.stem = nn.Conv2d(channels, w, 3, padding=1)
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         c = w
@@ -126,7 +128,7 @@ class DiffusionModel(nn.Module):
 
     def __init__(self, shape: list[int], n_classes: int, hp: DiffusionConfig):
         super().__init__()
-        self.unet = UNet(shape[0], n_classes, hp)
+        self.unet = UNet(shape, n_classes, hp)
         self.n_classes, self.cfg_dropout = n_classes, hp.cfg_dropout
         betas = schedule.betas_for(hp.schedule, hp.timesteps)
         ab = torch.tensor(schedule.alphas_cumprod(betas), dtype=torch.float32)
@@ -199,7 +201,7 @@ class Diffusion(Family):
     name = "diffusion"
     sampler = "diffusion"
     Config = DiffusionConfig
-    default_epochs = {"digits": 60, "mnist": 8}
+    default_epochs = {"digits": 60, "mnist": 20}
 
     def build_model(self, config: dict) -> DiffusionModel:
         ds = config["dataset"]

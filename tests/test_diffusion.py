@@ -1,0 +1,189 @@
+"""diffusion family: schedule math, training, fused step export, parity, sampler controls."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from genctl.errors import BundleError, ConditionError
+from genctl.export.onnx import export_bundle
+from genctl.families import schedule
+from genctl.runtime.generator import Generator
+from genctl.runtime.samplers.diffusion import guidance_sweep
+from genctl.training.train import train
+
+T = 100  # tiny schedule so 50-step runs and "steps > T" are cheap
+TINY = {"width": 8, "groups": 4, "channel_mult": [1, 2], "timesteps": T}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion")
+    train("diffusion", "digits", root / "ckpt", epochs=2, seed=0, hparams=TINY)
+    return export_bundle(root / "ckpt", root / "bundle")
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diffusion_nodrop")
+    train("diffusion", "digits", root / "ckpt", epochs=1, seed=0, hparams={**TINY, "cfg_dropout": 0.0})
+    return export_bundle(root / "ckpt", root / "bundle")
+
+
+@pytest.fixture(scope="module")
+def gens(bundle):
+    with Generator.load(bundle, backend="torch") as ref, Generator.load(bundle, backend="onnxruntime") as ort:
+        yield ref, ort
+
+
+def rel_l2(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(got.astype(np.float64) - ref) / np.linalg.norm(ref.astype(np.float64)))
+
+
+# ------------------------------------------------------------------------------ schedule math
+
+def test_ddim_with_eta_one_is_the_ddpm_ancestral_step():
+    """DDIM eq. 12/16 with eta=1 == DDPM posterior mean (eq. 7) + sqrt(beta~_t) z (eq. 11 / Alg. 2)."""
+    ab = schedule.alphas_cumprod(schedule.betas_for("linear", 1000))
+    g = torch.Generator().manual_seed(0)
+    x_t, eps, z = (torch.randn(4, 1, 8, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    t = 500
+    a_t, a_prev = torch.full((4,), ab[t], dtype=torch.float64), torch.full((4,), ab[t - 1], dtype=torch.float64)
+    got = schedule.ddim_update(x_t, eps, a_t, a_prev, torch.ones(4, dtype=torch.float64), z, clip=False)
+    beta, alpha = 1 - ab[t] / ab[t - 1], ab[t] / ab[t - 1]
+    x0 = (x_t - math.sqrt(1 - ab[t]) * eps) / math.sqrt(ab[t])
+    mean = math.sqrt(ab[t - 1]) * beta / (1 - ab[t]) * x0 + math.sqrt(alpha) * (1 - ab[t - 1]) / (1 - ab[t]) * x_t
+    var = (1 - ab[t - 1]) / (1 - ab[t]) * beta
+    torch.testing.assert_close(got, mean + math.sqrt(var) * z, rtol=1e-9, atol=1e-9)
+
+
+def test_timesteps_and_coefficients():
+    assert schedule.timesteps(100, 100).tolist() == list(range(99, -1, -1))
+    assert schedule.timesteps(100, 1).tolist() == [99]
+    ts = schedule.timesteps(1000, 50)
+    assert ts[0] == 999 and ts[-1] == 0 and len(set(ts.tolist())) == 50
+    ab = schedule.alphas_cumprod(schedule.betas_for("cosine", 1000))
+    a_t, a_prev = schedule.step_coefficients(ab, ts)
+    assert a_prev[-1] == 1.0 and np.all(a_prev[:-1] == a_t[1:]) and np.all(np.diff(ab) < 0)
+
+
+# ---------------------------------------------------------------------------- bundle + parity
+
+def test_manifest_describes_step_denoiser_and_schedule(bundle):
+    m = bundle.manifest
+    assert set(bundle.graphs) == {"step", "denoiser"}
+    step = bundle.graphs["step"]
+    assert step.input_names == ["x_t", "t", "alpha_bar_t", "alpha_bar_prev", "label", "guidance_scale", "eta", "noise"]
+    assert step.feeds_back == {"x_prev": "x_t"} and step.input("t").high == T and step.input("label").high == 11
+    assert bundle.graphs["denoiser"].input_names == ["x_t", "t", "label"]
+    assert m["sampler"]["defaults"] == {"steps": 50, "guidance_scale": 3.0, "eta": 0.0, "sampler": "ddim"}
+    assert m["sampler"]["cfg_dropout"] == 0.1 and m["sampler"]["null_label"] == 10
+    sched = m["info"]["schedule"]
+    assert sched["timesteps"] == T and len(sched["betas"]) == T and sched["kind"] == "linear"
+
+
+def test_graph_parity_of_step_and_denoiser(bundle):
+    for name, out in (("step", "x_prev"), ("denoiser", "eps")):
+        report = bundle.manifest["parity"]["graphs"][name]
+        assert report["passed"] and report["batches"] == [1, 7]
+        assert report["outputs"][out] <= 1e-4
+
+
+def test_loop_parity_recorded_at_export(bundle):
+    loop = bundle.manifest["parity"]["loop"]
+    assert loop["passed"] and loop["max_error"] <= loop["tolerance"]
+
+
+def test_full_ddim_run_torch_vs_onnxruntime_relative_l2(gens):
+    ref, ort = gens
+    a = ref.generate({"label": [0, 3, 7]}, n=4, seed=11, steps=50, guidance_scale=3.0, eta=0.0)
+    b = ort.generate({"label": [0, 3, 7]}, n=4, seed=11, steps=50, guidance_scale=3.0, eta=0.0)
+    assert a.data.shape == (12, 1, 8, 8) and a.meta["steps"] == 50 and len(a.meta["step_s"]) == 50
+    assert rel_l2(b.data, a.data) <= 1e-3
+
+
+def test_ddpm_sampler_with_per_step_noise_matches_across_backends(gens):
+    ref, ort = gens
+    a = ref.generate({"label": 5}, n=3, seed=2, steps=T, sampler="ddpm")
+    b = ort.generate({"label": 5}, n=3, seed=2, steps=T, sampler="ddpm")
+    assert a.meta["eta"] == 1.0 and rel_l2(b.data, a.data) <= 1e-3
+    c = ort.generate({"label": 5}, n=3, seed=3, steps=T, sampler="ddpm")
+    assert not np.allclose(b.data, c.data)  # the seed drives x_T and every step's noise
+
+
+def test_denoiser_graph_accepts_the_null_label(gens):
+    ref, ort = gens
+    rng = np.random.default_rng(0)
+    feeds = {"x_t": rng.standard_normal((3, 1, 8, 8)).astype(np.float32), "t": np.array([0, 50, 99]),
+             "label": np.array([10, 10, 2])}
+    a, b = ref.backend.run("denoiser", feeds)["eps"], ort.backend.run("denoiser", feeds)["eps"]
+    assert np.abs(a - b).max() <= 1e-4
+
+
+def test_guidance_changes_samples_and_ddim_is_deterministic(gens):
+    _, ort = gens
+    g0 = ort.generate({"label": 4}, n=4, seed=0, steps=20, guidance_scale=0.0)
+    g3 = ort.generate({"label": 4}, n=4, seed=0, steps=20, guidance_scale=3.0)
+    again = ort.generate({"label": 4}, n=4, seed=0, steps=20, guidance_scale=3.0)
+    assert np.abs(g0.data - g3.data).max() > 1e-2
+    np.testing.assert_array_equal(g3.data, again.data)
+    assert g3.data.min() >= -1.0 and g3.data.max() <= 1.0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("controls, match", [
+    ({"steps": 0}, r"--steps \| got 0 \| expected a value in \[1"),
+    ({"steps": T + 1}, rf"--steps \| got {T + 1} \| expected a value in \[1, {T}\] \(the model's training timesteps\)"),
+    ({"guidance_scale": float("nan")}, r"--guidance-scale \| got NaN"),
+    ({"guidance_scale": -1.0}, r"--guidance-scale \| got -1.0 \| expected a value in \[0.0"),
+    ({"eta": 2.0}, r"--eta \| got 2.0 \| expected a value in \[0.0, 1.0\]"),
+    ({"sampler": "foo"}, r"--sampler \| got 'foo' \| expected one of \['ddim', 'ddpm'\]"),
+    ({"temperature": 1.0}, r"Control 'temperature' \| got a control this model's sampler does not use"),
+])
+def test_invalid_controls_are_one_line_errors(gens, controls, match):
+    _, ort = gens
+    with pytest.raises(ConditionError, match=match) as info:
+        ort.generate({"label": 1}, n=1, seed=0, **controls)
+    assert "\n" not in str(info.value)
+
+
+def test_guidance_on_a_model_trained_without_null_dropout_is_refused(no_dropout_bundle):
+    assert no_dropout_bundle.manifest["sampler"]["defaults"]["guidance_scale"] == 1.0
+    with Generator.load(no_dropout_bundle, backend="onnxruntime") as gen:
+        assert gen.generate({"label": 1}, n=2, seed=0, steps=5).data.shape == (2, 1, 8, 8)  # w=1 works
+        with pytest.raises(ConditionError, match=r"--guidance-scale \| got 3.0 \| expected 1 .*cfg_dropout=0"):
+            gen.generate({"label": 1}, n=2, seed=0, steps=5, guidance_scale=3.0)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda s: s.update(betas=s["betas"][:50]), r"got 50 betas but info.schedule.timesteps = 100"),
+    (lambda s: s.update(betas=[b * 1.5 for b in s["betas"]]), r"got betas that differ from the 'linear' schedule"),
+    (lambda s: s.update(betas=[]), r"got 0 betas \| expected info.schedule.betas"),
+])
+def test_bundle_with_a_mismatched_schedule_is_refused(bundle, tmp_path, edit, match):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    edit(manifest["info"]["schedule"])
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=match):
+        Generator.load(copy, backend="onnxruntime")
+
+
+# ---------------------------------------------------------------------------------- eval hook
+
+def test_guidance_sweep_classifies_every_class_at_every_scale(gens):
+    _, ort = gens
+    seen = []
+
+    def classify(images: np.ndarray) -> np.ndarray:
+        seen.append(images.shape)
+        return np.repeat(np.arange(10), 2)  # a perfect "classifier" for rows in class order
+
+    result = guidance_sweep(ort, [0.0, 1.0, 3.0], n_per_class=2, seed=0, classify=classify, steps=5)
+    assert result == {0.0: 1.0, 1.0: 1.0, 3.0: 1.0} and seen == [(20, 1, 8, 8)] * 3
