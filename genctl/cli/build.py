@@ -17,7 +17,7 @@ def build(
     batch: Annotated[str, typer.Option(help="TensorRT profile for the batch dim: MIN:OPT:MAX.")] = "1:8:64",
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="TensorRT profile of another dim: NAME=MIN:OPT:MAX (seq, past).")] = None,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="Leave this graph in fp32 inside the variant (repeatable).")] = None,
-    per_channel: Annotated[bool, typer.Option("--per-channel", help="int8: one weight scale per output channel.")] = False,
+    per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="int8: one weight scale per output channel (default) or per tensor.")] = True,
     control_samples: Annotated[int, typer.Option(help="Samples per class for the control-accuracy check (0 skips it).")] = 20,
     force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
 ) -> None:

@@ -100,9 +100,15 @@ def decode(ids, vocab: tuple[str, ...] | list[str]) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=8)
+def char_index(vocab: tuple[str, ...]) -> dict[str, int]:
+    """Character -> token id (specials excluded), cached per vocabulary."""
+    return {t: i for i, t in enumerate(vocab) if i >= len(SPECIALS)}
+
+
 def check_text(text: str, vocab: tuple[str, ...] | list[str], subject: str = "--prefix") -> list[int]:
     """Token ids of ``text`` (no BOS/EOS); a character outside the vocabulary is a ConditionError."""
-    index = {t: i for i, t in enumerate(vocab) if i >= len(SPECIALS)}
+    index = char_index(tuple(vocab))
     bad = sorted({c for c in text if c not in index})
     if bad:
         raise ConditionError(subject, got=f"{text!r} with characters outside the vocabulary {bad}",

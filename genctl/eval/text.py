@@ -34,6 +34,7 @@ def locale_classifier(dataset_name: str):
     pred = clf.predict(ds.test_names)
     per_locale = {name: float((pred[ds.y_test == k] == k).mean()) for k, name in enumerate(ds.label_names)}
     info = {"test_accuracy": float((pred == ds.y_test).mean()), "per_locale": per_locale,
+            "mean_accuracy": float(np.mean(list(per_locale.values()))),
             "model": "char 1-4-gram counts + multinomial naive Bayes", "n_train": len(ds.train_names),
             "n_test": len(ds.test_names)}
     return clf, info
@@ -61,6 +62,7 @@ def evaluate_text(generator, n_per_locale: int = 200, seed: int = 0, **controls:
         "control_accuracy": per_locale,
         "mean_accuracy": float(np.mean(list(per_locale.values()))),
         "classifier_test_accuracy": info["test_accuracy"],
+        "classifier_mean_accuracy": info["mean_accuracy"],  # per-locale mean: compare with mean_accuracy
         "classifier_per_locale": info["per_locale"],
         "novelty": float(np.mean([t not in training for t in texts.ravel()])),
         "diversity": float(np.mean([len(set(row)) / len(row) for row in texts])),

@@ -12,7 +12,9 @@ import torch
 
 from genctl.spec import GraphSpec, TensorSpec
 
-TOLERANCE = {"fp32": 1e-4, "opt": 1e-4, "fp16": 1e-2, "int8": 5e-2}
+# int8 (dynamic quantization) measured 4-5e-2 max error on the mnist cVAE with unchanged control
+# accuracy; its bound is set at 2x that. Broken graphs (NaN, wrong weights) err by O(1).
+TOLERANCE = {"fp32": 1e-4, "opt": 1e-4, "fp16": 1e-2, "int8": 1e-1}
 PARITY_BATCHES = (1, 7)
 
 

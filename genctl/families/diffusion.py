@@ -36,7 +36,7 @@ class DiffusionConfig:
     width: int = 32  # channels of the first UNet level
     channel_mult: tuple[int, ...] = (1, 2)  # per level; H/patch and W/patch must divide by 2**(levels-1)
     groups: int = 8  # GroupNorm groups (must divide every level's channels)
-    patch: int = 0  # p>1: the UNet runs on (C*p*p, H/p, W/p) via pixel (un)shuffle, p*p times cheaper; 0 = auto (2 if H >= 16)
+    patch: int = 0  # p>1: UNet on (C*p*p, H/p, W/p) via pixel (un)shuffle, p*p x cheaper; 0 = auto (2 if H >= 16)
     timesteps: int = 1000  # T: training timesteps of the noise schedule
     schedule: str = "linear"  # "linear" (DDPM) or "cosine" (improved DDPM)
     cfg_dropout: float = 0.1  # share of labels replaced by the null class (0 = no guidance possible)

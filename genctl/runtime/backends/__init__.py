@@ -26,12 +26,20 @@ def backend_class(name: str) -> type[Backend]:
                                  expected="its package installed", fix=f"pip install {exc.name}") from None
 
 
-def auto_backend(bundle: Bundle) -> str:
-    """The fastest backend that can run this bundle here: a built TensorRT engine on a GPU, else ORT."""
+def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
+    """The fastest backend that can run this bundle here: a TensorRT engine built for this GPU and
+    precision, else ONNX Runtime, else torch."""
     from genctl.runtime.devices import cuda_device_count, tensorrt_version
 
     if bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version():
-        return "tensorrt"
+        try:
+            from genctl.build.tensorrt import current_platform
+            from genctl.runtime.backends.tensorrt import select_record
+
+            if select_record(bundle, precision, current_platform()).get("status") == "passed":
+                return "tensorrt"
+        except (GenctlError, ImportError):
+            pass  # no engine for this precision/GPU/TensorRT: fall back rather than fail
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -40,7 +48,7 @@ def auto_backend(bundle: Bundle) -> str:
 
 
 def open_backend(bundle: Bundle, name: str = "auto", precision: str = "fp32") -> Backend:
-    name = auto_backend(bundle) if name == "auto" else name
+    name = auto_backend(bundle, precision) if name == "auto" else name
     cls = backend_class(name)
     if precision not in cls.precisions:
         raise GenctlError(f"Precision '{precision}' on backend '{name}'", got=precision, expected=f"one of {list(cls.precisions)}")

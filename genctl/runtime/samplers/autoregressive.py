@@ -81,10 +81,11 @@ class AutoregressiveSampler(Sampler):
             for row, tok in zip(active, tokens):
                 generated[row].append(int(tok))
             now = time.perf_counter()
-            ttft, last = (now - start, now) if step == 0 else (ttft, last)
-            if step:
-                inter.append(now - last)
-                last = now
+            if step == 0:
+                ttft = now - start  # prompt (prefill) + the first pick
+            else:
+                inter.append(now - last)  # one decode call + one pick
+            last = now
             keep = tokens != EOS
             if step == max_new - 1 or not keep.any():
                 break
@@ -100,7 +101,7 @@ class AutoregressiveSampler(Sampler):
         for i, s in enumerate(seqs):
             data[i, :len(s)] = s
         texts = [prefix + decode(g, self.vocab) for g in generated]
-        meta = {**meta, "prefix": prefix, "steps": max(len(g) for g in generated)}
+        meta = {**meta, "prefix": prefix}
         return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
 
 

@@ -35,7 +35,11 @@ class DiffusionSampler(Sampler):
 
     def __init__(self, bundle):
         super().__init__(bundle)
-        self.spec = bundle.graphs[self.section.get("graph", "step")]
+        name = self.section.get("graph", "step")
+        if name not in bundle.graphs:
+            raise BundleError(f"Sampler graph '{name}' of bundle '{bundle.path}'", got=f"graphs {sorted(bundle.graphs)}",
+                              expected="the fused step graph the manifest names", fix="re-export the bundle")
+        self.spec = bundle.graphs[name]
         self.alpha_bar = check_schedule(bundle, self.spec)
         self.train_timesteps = len(self.alpha_bar)
 

@@ -1,0 +1,227 @@
+"""charrnn / chartransformer: graphs, export parity, seeded sampling on torch and ORT, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from genctl.errors import ConditionError
+from genctl.export import export_bundle
+from genctl.families import get_family
+from genctl.runtime.generator import Generator
+from genctl.runtime.samplers.autoregressive import nucleus, pick
+from genctl.training.train import train
+
+TINY = {"charrnn": {"embed_dim": 16, "hidden": 32, "layers": 2, "train_subset": 1500},
+        "chartransformer": {"d_model": 32, "heads": 2, "layers": 2, "train_subset": 1500}}
+FAMILIES = list(TINY)
+FORBIDDEN_OPS = {"If", "Loop", "Scan", "ScatterND", "ScatterElements", "SequenceConstruct"}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def bundle(request, tmp_path_factory):
+    """A 1-epoch tiny model of each family, exported (graph + loop parity checked)."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp(request.param)
+    train(request.param, "names", root / "ckpt", epochs=1, hparams=TINY[request.param])
+    return export_bundle(root / "ckpt", root / "bundle")
+
+
+@pytest.fixture(scope="module")
+def gens(bundle):
+    with Generator.load(bundle, backend="torch") as t, Generator.load(bundle, backend="onnxruntime") as o:
+        yield t, o
+
+
+def tiny_model(name: str):
+    from genctl.data import get_dataset
+
+    family = get_family(name)
+    config = family.make_config(get_dataset("names").info(), TINY[name])
+    torch.manual_seed(0)
+    return family, family.build_model(config).eval(), config
+
+
+# ------------------------------------------------------------------ graphs without export
+
+@torch.inference_mode()
+def test_rnn_step_graph_equals_trained_gru():
+    family, model, config = tiny_model("charrnn")
+    tokens, locale = torch.tensor([[1, 10, 11, 12], [1, 20, 21, 22]]), torch.tensor([0, 6])
+    full = model(tokens, locale)  # (B, T, V) through nn.GRU
+    step = family.graphs(model, config)["step"].module
+    hidden = torch.zeros(2, 2, 32)
+    for t in range(tokens.shape[1]):
+        logits, hidden = step(tokens[:, t], hidden, locale)
+        torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+
+
+@torch.inference_mode()
+def test_transformer_prefill_then_decode_equals_full_forward():
+    family, model, config = tiny_model("chartransformer")
+    tokens, locale = torch.tensor([[1, 10, 11, 12, 13], [1, 20, 21, 22, 23]]), torch.tensor([2, 7])
+    full = model(tokens, locale)
+    graphs = family.graphs(model, config)
+    logits, k, v = graphs["prefill"].module(tokens[:, :2], locale)
+    torch.testing.assert_close(logits, full[:, 1], atol=1e-5, rtol=1e-5)
+    for t in range(2, tokens.shape[1]):
+        logits, k, v = graphs["decode"].module(tokens[:, t], k, v, locale)
+        torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+    assert k.shape == (2, 2, 2, 5, 16)  # (layers, batch, heads, seq, head_dim)
+
+
+# ------------------------------------------------------------------ bundle
+
+def test_manifest_records_text_facts_and_parity(bundle):
+    m = bundle.manifest
+    info, sampler = m["info"], m["sampler"]
+    assert info["vocab"][:3] == ["<pad>", "<bos>", "<eos>"] and info["special_tokens"] == {"pad": 0, "bos": 1, "eos": 2}
+    assert info["context"] == info["max_len"] - 1 and info["output"]["kind"] == "text"
+    assert sampler["kind"] == "autoregressive" and sampler["feeds_back"]
+    for out, inp in sampler["feeds_back"].items():
+        assert any(out in g.output_names for g in bundle.graphs.values())
+        assert any(inp in g.input_names for g in bundle.graphs.values())
+    assert m["conditions"][0]["name"] == "locale" and len(m["conditions"][0]["names"]) == 8
+    assert all(g["passed"] for g in m["parity"]["graphs"].values())
+    assert m["parity"]["loop"]["passed"] and m["parity"]["loop"]["texts_identical"]
+
+
+def test_graphs_use_only_plain_ops(bundle):
+    for name in bundle.graphs:
+        model = onnx.load(str(bundle.graph_file(name)))
+        ops = {n.op_type for n in model.graph.node}
+        assert not ops & FORBIDDEN_OPS, f"{name}: {ops & FORBIDDEN_OPS}"
+        dims = {d.dim_param for i in model.graph.input for d in i.type.tensor_type.shape.dim if d.dim_param}
+        assert "batch" in dims  # dynamic batch (and seq / past for the transformer)
+    if "decode" in bundle.graphs:
+        dims = {d.dim_param for i in onnx.load(str(bundle.graph_file("decode"))).graph.input
+                for d in i.type.tensor_type.shape.dim}
+        assert "past" in dims
+
+
+# ------------------------------------------------------------------ torch == onnxruntime
+
+def test_greedy_tokens_identical_on_torch_and_ort(gens):
+    t, o = gens
+    a = t.generate({"locale": ["de_DE", "ru_RU", "el_GR"]}, n=2, seed=0, temperature=0)
+    b = o.generate({"locale": ["de_DE", "ru_RU", "el_GR"]}, n=2, seed=0, temperature=0)
+    np.testing.assert_array_equal(a.data, b.data)
+    assert a.texts == b.texts and a.kind == "text"
+    assert a.texts[0] == a.texts[1] and a.texts[2] == a.texts[3]  # greedy ignores the seed within a row
+
+
+@pytest.mark.parametrize("controls", [{"temperature": 1.0}, {"temperature": 0.8, "top_k": 5}, {"top_p": 0.9},
+                                      {"temperature": 1.2, "top_k": 10, "top_p": 0.8}])
+def test_sampled_text_identical_on_torch_and_ort(gens, controls):
+    t, o = gens
+    a = t.generate(None, n=4, seed=123, **controls)
+    b = o.generate(None, n=4, seed=123, **controls)
+    assert a.texts == b.texts and len(a.texts) == 32
+    np.testing.assert_array_equal(a.data, b.data)
+    other = o.generate(None, n=4, seed=124, **controls)
+    assert other.texts != b.texts  # the seed matters, so the equality above is not vacuous
+
+
+def test_prefix_and_mixed_locale_batch(gens):
+    t, o = gens
+    a = t.generate({"locale": "pl_PL,fr_FR,ru_RU"}, n=3, seed=5, prefix="Ma")
+    b = o.generate({"locale": "pl_PL,fr_FR,ru_RU"}, n=3, seed=5, prefix="Ma")
+    assert a.rows == ["locale=pl_PL", "locale=fr_FR", "locale=ru_RU"] and len(a.texts) == 9
+    assert all(x.startswith("Ma") for x in a.texts) and a.texts == b.texts
+    assert a.meta["prefix"] == "Ma" and (a.data[:, :2] == a.data[0, :2]).all()
+
+
+def test_per_sequence_stopping_and_meta(gens):
+    _, o = gens
+    s = o.generate(None, n=6, seed=3)
+    eos = o.bundle.info["special_tokens"]["eos"]
+    lengths = []
+    for row in s.data:
+        ended = np.flatnonzero(row == eos)
+        n_tokens = ended[0] + 1 if len(ended) else int((row != 0).sum())
+        assert (row[n_tokens:] == 0).all()  # PAD after each sequence's own end
+        lengths.append(n_tokens)
+    assert s.meta["tokens"] == sum(lengths) and len(set(lengths)) > 1  # rows stopped at different steps
+    assert s.meta["ttft_s"] > 0 and len(s.meta["inter_token_s"]) == max(lengths) - 1
+    short = o.generate(None, n=6, seed=3, max_new_tokens=2)
+    assert short.data.shape[1] <= 2 and all(len(x) <= 2 for x in short.texts)
+    assert [x[:1] for x in short.texts] == [x[:1] for x in s.texts]  # same seed, same first draw
+
+
+def test_max_new_tokens_fills_the_context_exactly(gens):
+    _, o = gens
+    context = o.bundle.info["context"]
+    s = o.generate({"locale": 0}, n=2, seed=0, max_new_tokens=context - 3, prefix="Abc")
+    assert s.data.shape[1] <= context  # prefix + new tokens
+    with pytest.raises(ConditionError, match=rf"--max-new-tokens \| got {context - 2} \| expected <= {context - 3}"):
+        o.generate({"locale": 0}, n=1, max_new_tokens=context - 2, prefix="Abc")
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"conditions": {"locale": "xx_XX"}}, r"Condition 'locale' \| got 'xx_XX' \| expected one of \[en_US"),
+    ({"prefix": "Ma€"}, r"--prefix \| got 'Ma€' with characters outside the vocabulary \['€'\]"),
+    ({"max_new_tokens": 500}, r"--max-new-tokens \| got 500 \| expected <= \d+: the model's context"),
+    ({"prefix": "A" * 40}, r"--prefix \| got 40 characters \| expected at most"),
+    ({"top_p": 0.0}, r"Control --top-p \| got 0.0 \| expected a value in \(0.0, 1.0\]"),
+    ({"top_p": 1.5}, r"Control --top-p \| got 1.5 \| expected a value in \(0.0, 1.0\]"),
+    ({"temperature": -0.5}, r"Control --temperature \| got -0.5 \| expected a value in \[0.0, inf\]"),
+    ({"top_k": -1}, r"Control --top-k \| got -1 \| expected a value in \[0, inf\]"),
+    ({"steps": 10}, r"Control 'steps' \| got a control this model's sampler does not use"),
+])
+def test_bad_input_is_one_line_error(gens, kwargs, message):
+    _, o = gens
+    kwargs = dict(kwargs)
+    conditions = kwargs.pop("conditions", None)
+    with pytest.raises(ConditionError, match=message) as info:
+        o.generate(conditions, n=1, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------ host-side sampling
+
+def test_pick_greedy_top_k_top_p():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((64, 30)).astype(np.float32)
+    u = rng.random(64)
+    best = logits[:, 3:].argmax(1) + 3  # PAD, BOS, EOS banned below
+    greedy = {"temperature": 0.0, "top_k": 0, "top_p": 1.0}
+    np.testing.assert_array_equal(pick(logits, u, greedy, [0, 1, 2]), best)
+    np.testing.assert_array_equal(pick(logits, u, {**greedy, "temperature": 1.0, "top_k": 1}, [0, 1, 2]), best)
+    np.testing.assert_array_equal(pick(logits, u, {**greedy, "temperature": 1.0, "top_p": 1e-6}, [0, 1, 2]), best)
+    top3 = np.argsort(-logits[:, 3:], axis=1)[:, :3] + 3
+    got = pick(logits, u, {**greedy, "temperature": 1.0, "top_k": 3}, [0, 1, 2])
+    assert all(g in row for g, row in zip(got, top3))
+
+
+def test_pick_is_inverse_cdf_of_the_softmax():
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    logits = np.log(p)[None].repeat(10_000, 0)
+    u = np.random.default_rng(1).random(10_000)
+    got = pick(logits, u, {"temperature": 1.0, "top_k": 0, "top_p": 1.0}, [])
+    np.testing.assert_allclose(np.bincount(got, minlength=4) / 10_000, p, atol=0.015)
+    np.testing.assert_array_equal(pick(logits[:3], np.array([0.05, 0.25, 0.95]), {"temperature": 1.0, "top_k": 0, "top_p": 1.0}, []),
+                                  [0, 1, 3])
+
+
+def test_nucleus_keeps_smallest_set_reaching_top_p():
+    p = np.array([[0.5, 0.3, 0.15, 0.05]])
+    np.testing.assert_allclose(nucleus(p, 0.7), [[0.5, 0.3, 0.0, 0.0]])
+    np.testing.assert_allclose(nucleus(p, 0.5), [[0.5, 0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(nucleus(p, 0.81), [[0.5, 0.3, 0.15, 0.0]])
+
+
+# ------------------------------------------------------------------ eval
+
+def test_evaluate_text_reports_control_accuracy_novelty_diversity(gens):
+    from genctl.eval.text import evaluate_text
+
+    _, o = gens
+    report = evaluate_text(o, n_per_locale=5, seed=0)
+    assert set(report["control_accuracy"]) == set(o.bundle.conditions.conditions[0].names)
+    assert 0.7 < report["classifier_test_accuracy"] <= 1.0  # the ceiling, measured on real held-out names
+    for key in ("mean_accuracy", "novelty", "diversity"):
+        assert 0.0 <= report[key] <= 1.0
+    assert sum(len(v) for v in report["examples"].values()) == 40
