@@ -5,12 +5,18 @@ Backends check every feed against it before running, so a wrong feed is a one-li
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
 import numpy as np
 
 from genctl.errors import GenctlError
+
+@functools.lru_cache(maxsize=None)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
 
 ROLES = ("noise", "condition", "state", "control", "data", "output")
 
@@ -79,7 +85,7 @@ class GraphSpec:
 
     def _check_one(self, spec: TensorSpec, value: np.ndarray, bound: dict[str, int]) -> None:
         subject = f"Input '{spec.name}' of graph '{self.name}'"
-        if str(value.dtype) != spec.dtype:
+        if value.dtype != _dtype(spec.dtype):
             raise GenctlError(subject, got=f"dtype {value.dtype}", expected=spec.dtype)
         if value.ndim != len(spec.shape):
             raise GenctlError(subject, got=f"shape {tuple(value.shape)}", expected=f"rank {len(spec.shape)} {spec.shape}")
