@@ -238,7 +238,7 @@ class Diffusion(Family):
         guidance = hp.default_guidance if hp.cfg_dropout > 0 else 1.0  # no null class trained: plain conditional
         return {"kind": "diffusion", "graph": "step", "denoiser": "denoiser",
                 "null_label": len(config["dataset"]["label_names"]), "cfg_dropout": hp.cfg_dropout,
-                "loop_tolerance_factor": 10,  # 50 chained steps with guidance 3 amplify fp32 rounding
+                "loop_tolerance_factor": 1,  # measured: DDIM-50 w=3 loop max error 1.3e-5 (mnist), 2.8e-6 (digits)
                 "defaults": {"steps": hp.default_steps, "guidance_scale": guidance, "eta": 0.0, "sampler": "ddim"}}
 
     def info(self, config: dict) -> dict:

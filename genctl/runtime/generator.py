@@ -21,6 +21,8 @@ class Generator:
         self.bundle = bundle
         self.backend = backend
         self.sampler = sampler_class(bundle.sampler["kind"])(bundle)
+        self._bitgen = np.random.PCG64(0)
+        self._rng = np.random.Generator(self._bitgen)
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "fp32") -> "Generator":
@@ -44,8 +46,8 @@ class Generator:
         given = {k: v for k, v in kwargs.items() if k in names or not _is_input(k)}
         inputs = {k: v for k, v in kwargs.items() if k not in given}
         controls = resolve_controls(self.sampler.controls, given, self.bundle.sampler.get("defaults", {}))
-        rng = np.random.Generator(np.random.PCG64(seed))
-        return self.sampler.sample(self.backend, rows, n, rng, controls, **inputs)
+        self._bitgen.state = pcg64_state(seed)
+        return self.sampler.sample(self.backend, rows, n, self._rng, controls, **inputs)
 
     def close(self) -> None:
         self.backend.close()
@@ -55,6 +57,26 @@ class Generator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def pcg64_state(seed: int) -> dict:
+    """A PCG64 state from ``seed`` via SplitMix64 (cheap, unlike SeedSequence: ~3 µs vs ~60 µs).
+
+    The sampler's noise depends only on this state, so every backend sees the same draws.
+    """
+    a, b, c, d = (_splitmix64(seed * 4 + i) for i in range(4))
+    return {"bit_generator": "PCG64", "state": {"state": (a << 64) | b, "inc": ((c << 64) | d) | 1},
+            "has_uint32": 0, "uinteger": 0}
 
 
 SAMPLER_INPUTS = ("images", "image_labels", "prefix")
