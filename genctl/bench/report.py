@@ -1,6 +1,7 @@
 """Render BenchResults as a rich table (and JSON, via BenchResult.to_json)."""
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 from genctl.bench.runner import BenchResult
@@ -11,9 +12,9 @@ EXTRA_COLUMNS = [("per_step_ms", "step ms", "{:.3f}"), ("steps_per_s", "steps/s"
 
 
 def bench_table(results: list[BenchResult], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAVY)
     for col in ("backend", "batch", "p50 ms", "p90 ms", "p99 ms", "samples/s"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
+        table.add_column(col, justify="left" if col == "backend" else "right", no_wrap=True)
     extras = [c for c in EXTRA_COLUMNS if any(c[0] in r.extra for r in results)]
     for _, header, _ in extras:
         table.add_column(header, justify="right")
@@ -21,7 +22,7 @@ def bench_table(results: list[BenchResult], title: str) -> Table:
     table.add_column("overhead", justify="right")
     for r in results:
         speed = "—" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}×"
-        cells = [r.runtime if r.precision == "fp32" else f"{r.runtime}", str(r.batch_size), f"{r.p50_ms:.3f}",
+        cells = [r.runtime, str(r.batch_size), f"{r.p50_ms:.3f}",
                  f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.samples_per_s:,.1f}"]
         cells += [fmt.format(r.extra[key]) if key in r.extra else "" for key, _, fmt in extras]
         cells += [speed, f"{r.overhead_pct:.1f}%"]

@@ -12,8 +12,9 @@ from rich.markup import escape
 
 from genctl.errors import GenctlError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide console so tables are not truncated at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
 
 
 class Backend(str, Enum):

@@ -39,6 +39,7 @@ class CGANConfig:
     beta2: float = 0.999
     d_steps: int = 1  # discriminator updates per generator update
     ac_weight: float = 1.0  # auxiliary-classifier loss weight (AC-GAN, Odena et al. 2017); 0 = projection only
+    ms_weight: float = 1.0  # mode-seeking term weight (MSGAN); 0 = off
     batch_size: int = 32  # small batches: more updates per epoch on a CPU budget
 
 
@@ -103,7 +104,7 @@ class CGANModel(nn.Module):
         super().__init__()
         self.generator = CGANGenerator(shape, n_classes, hp)
         self.discriminator = CGANDiscriminator(shape, n_classes, hp)
-        self.latent_dim, self.n_classes, self.ac_weight = hp.latent_dim, n_classes, hp.ac_weight
+        self.latent_dim, self.n_classes, self.ac_weight, self.ms_weight = hp.latent_dim, n_classes, hp.ac_weight, hp.ms_weight
 
     def d_loss(self, real: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Hinge loss of D (real scores above +1, fake below -1) + its classifier's loss on real images."""
@@ -115,10 +116,16 @@ class CGANModel(nn.Module):
         return hinge + self.ac_weight * F.cross_entropy(real_logits, label)
 
     def g_loss(self, batch_size: int) -> torch.Tensor:
-        """Hinge loss of G on uniform fresh labels: raise D's score, and be classified as the label."""
-        label = torch.randint(0, self.n_classes, (batch_size,))
-        score, logits = self.discriminator(self.generator(torch.randn(batch_size, self.latent_dim), label), label)
-        return -score.mean() + self.ac_weight * F.cross_entropy(logits, label)
+        """Hinge loss of G on uniform fresh labels: raise D's score, be classified as the label, and
+        keep two noises of one label apart (mode seeking, Mao et al. 2019: against one image per class)."""
+        half = torch.randint(0, self.n_classes, (batch_size // 2,))
+        label, noise = torch.cat([half, half]), torch.randn(2 * (batch_size // 2), self.latent_dim)
+        fake = self.generator(noise, label)
+        score, logits = self.discriminator(fake, label)
+        f1, f2 = fake.chunk(2)
+        z1, z2 = noise.chunk(2)
+        ratio = (f1 - f2).abs().mean() / (z1 - z2).abs().mean()
+        return -score.mean() + self.ac_weight * F.cross_entropy(logits, label) + self.ms_weight / (ratio + 1e-5)
 
 
 def adam(module: nn.Module, hp: CGANConfig) -> torch.optim.Adam:
