@@ -48,7 +48,9 @@ class PixelNorm(nn.Module):
     train/eval difference, so the exported generator samples exactly like the trained one."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+        # clamp, not ``+ 1e-8``: the dynamo exporter's optimizer drops a tiny added constant, and a
+        # pixel whose ReLU outputs are all zero then gives 0 * inf = NaN in ONNX Runtime
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True).clamp(min=1e-8))
 
 
 class CGANGenerator(nn.Module):
