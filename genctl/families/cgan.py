@@ -166,7 +166,7 @@ class CGAN(Family):
     name = "cgan"
     sampler = "oneshot"
     Config = CGANConfig
-    default_epochs = {"digits": 60, "mnist": 20}
+    default_epochs = {"digits": 40, "mnist": 25}
 
     def build_model(self, config: dict) -> CGANModel:
         ds = config["dataset"]
