@@ -225,3 +225,23 @@ def test_evaluate_text_reports_control_accuracy_novelty_diversity(gens):
     for key in ("mean_accuracy", "novelty", "diversity"):
         assert 0.0 <= report[key] <= 1.0
     assert sum(len(v) for v in report["examples"].values()) == 40
+
+
+def test_cli_generate_prints_and_writes_names(bundle, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from genctl.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "locale=de_DE", "-n", "4", "--temperature", "0",
+                              "--backend", "onnxruntime", "--out", str(tmp_path / "n.txt")])
+    assert res.exit_code == 0, res.output
+    names = (tmp_path / "n.txt").read_text().splitlines()
+    assert len(names) == 4 and all(name in res.output for name in names)
+    res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "locale=it_IT", "-n", "2", "--out", str(tmp_path / "n.json")])
+    records = json.loads((tmp_path / "n.json").read_text())
+    assert res.exit_code == 0 and records[0]["condition"] == "locale=it_IT" and records[0]["tokens"]
+    res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "locale=xx_XX"])
+    assert res.exit_code == 1 and "xx_XX" in res.output and "Traceback" not in res.output

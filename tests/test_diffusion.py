@@ -188,3 +188,23 @@ def test_guidance_sweep_classifies_every_class_at_every_scale(gens):
 
     result = guidance_sweep(ort, [0.0, 1.0, 3.0], n_per_class=2, seed=0, classify=classify, steps=5)
     assert result == {0.0: 1.0, 1.0: 1.0, 3.0: 1.0} and seen == [(20, 1, 8, 8)] * 3
+
+
+def test_cli_eval_sweeps_guidance_and_generate_writes_a_grid(bundle, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from genctl.cli.main import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", str(bundle.path), "-n", "20", "--steps", "5", "--guidance-scales", "0,3",
+                              "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert set(report) >= {"guidance 0", "guidance 3", "evaluator_test_accuracy"}
+    res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "label=1,2", "-n", "3", "--steps", "5",
+                              "--guidance-scale", "2", "--out", str(tmp_path / "g.png")])
+    assert res.exit_code == 0, res.output and (tmp_path / "g.png").is_file()
+    res = runner.invoke(app, ["generate", str(bundle.path), "--steps", "0"])
+    assert res.exit_code == 1 and "--steps" in res.output and "Traceback" not in res.output
