@@ -13,17 +13,21 @@ app = typer.Typer(name="genctl", no_args_is_help=True, add_completion=False, pre
                   help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"genctl {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs and warnings.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
 ) -> None:
     from genctl.logs import set_verbose
 
     set_verbose(verbose)
-    if version:
-        typer.echo(f"genctl {__version__}")
-        raise typer.Exit()
 
 
 app.command()(quickstart.quickstart)
