@@ -22,6 +22,8 @@ def train(
     from genctl.training.train import train as run_train
 
     config = run_train(family, dataset, out, epochs=epochs, seed=seed, overwrite=force)
-    t = config["train"]
-    console.print(f"trained [bold]{family}[/] on {dataset}: {t['epochs']} epochs in {t['seconds']} s, "
-                  f"final loss {t['loss']:.4g} → {out}")
+    t = dict(config["train"])
+    head = f"trained [bold]{family}[/] on {dataset}: {t.pop('epochs')} epochs in {t.pop('seconds', '?')} s"
+    t.pop("seed", None)
+    metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.items())
+    console.print(f"{head}{', ' + metrics if metrics else ''} → {out}")
