@@ -143,3 +143,10 @@ def test_unknown_backend_and_backend_package_missing(cvae_bundle):
     except ImportError:
         assert_one_line_error(invoke("bench", cvae_bundle, "--backends", "tensorrt"), "tensorrt")
     assert_one_line_error(invoke("bench", cvae_bundle, "--backends", "onnxruntime:int8"), "Precision 'int8'", "genctl build")
+
+
+def test_train_cli_reports_each_family_metrics(tmp_path):
+    """cgan reports d_loss/g_loss rather than a single loss: the summary line must cope."""
+    res = invoke("train", "cgan", "--dataset", "digits", "--epochs", 1, "--out", tmp_path / "g")
+    assert res.exit_code == 0, res.output
+    assert "d_loss" in res.output and (tmp_path / "g" / "model.safetensors").is_file()
