@@ -5,7 +5,6 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import warnings
 from typing import Iterator
 
@@ -44,7 +43,3 @@ def quiet() -> Iterator[io.StringIO]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()

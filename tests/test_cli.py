@@ -137,7 +137,6 @@ def test_unwritable_output(cvae_bundle, tmp_path):
 def test_unknown_backend_and_backend_package_missing(cvae_bundle):
     res = invoke("generate", cvae_bundle, "--backend", "tvm")
     assert res.exit_code != 0 and "Traceback" not in res.output and "tvm" in res.output
-    pytest.importorskip("tensorrt", reason=None) if False else None
     try:
         import tensorrt  # noqa: F401
     except ImportError:
