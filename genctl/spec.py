@@ -70,7 +70,11 @@ class GraphSpec:
         return names
 
     def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
-        """Raise a GenctlError naming the first feed whose name, dtype or rank/shape is wrong."""
+        """Raise a GenctlError naming the first feed whose name, dtype or rank/shape is wrong.
+
+        Feeds are numpy arrays or, for device-resident backends, torch tensors (dtype ``torch.int64``
+        matches ``int64``).
+        """
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
             raise GenctlError(f"Graph '{self.name}' input '{missing[0]}'", got="no value",
@@ -85,7 +89,7 @@ class GraphSpec:
 
     def _check_one(self, spec: TensorSpec, value: np.ndarray, bound: dict[str, int]) -> None:
         subject = f"Input '{spec.name}' of graph '{self.name}'"
-        if value.dtype != _dtype(spec.dtype):
+        if value.dtype != _dtype(spec.dtype) and str(value.dtype).removeprefix("torch.") != spec.dtype:
             raise GenctlError(subject, got=f"dtype {value.dtype}", expected=spec.dtype)
         if value.ndim != len(spec.shape):
             raise GenctlError(subject, got=f"shape {tuple(value.shape)}", expected=f"rank {len(spec.shape)} {spec.shape}")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genctl.errors import BundleError, ConditionError
+from genctl.errors import BundleError, ConditionError, GenctlError
 from genctl.export.onnx import export_bundle
 from genctl.families import schedule
 from genctl.runtime.generator import Generator
@@ -113,6 +113,25 @@ def test_ddpm_sampler_with_per_step_noise_matches_across_backends(gens):
     assert a.meta["eta"] == 1.0 and rel_l2(b.data, a.data) <= 1e-3
     c = ort.generate({"label": 5}, n=3, seed=3, steps=25, sampler="ddpm")
     assert not np.allclose(b.data, c.data)  # the seed drives x_T and every step's noise
+
+
+def test_io_binding_loop_matches_plain_onnxruntime(gens):
+    """x_t stays a tensor across the steps (the GPU path's IO binding, run on the CPU provider)."""
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    _, ort = gens
+    with Generator(ort.bundle, OnnxRuntimeBackend(ort.bundle, io_binding=True)) as g:
+        for controls in ({"steps": 20, "guidance_scale": 3.0}, {"steps": 10, "sampler": "ddpm"}):
+            a = ort.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            b = g.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            assert isinstance(b.data, np.ndarray) and b.data.shape == a.data.shape
+            assert rel_l2(b.data, a.data) <= 1e-6
+        spec = g.bundle.graphs["step"]
+        feeds = {t.name: g.backend.put(np.zeros(t.concrete({"batch": 2}), dtype=t.dtype)) for t in spec.inputs}
+        assert all(isinstance(v, torch.Tensor) for v in feeds.values())
+        assert isinstance(g.backend.run_values("step", feeds)["x_prev"], torch.Tensor)
+        with pytest.raises(GenctlError, match=r"Input 'x_t' of graph 'step' \| got dtype torch.float64 \| expected float32"):
+            g.backend.run_values("step", {**feeds, "x_t": feeds["x_t"].double()})
 
 
 def test_denoiser_graph_accepts_the_null_label(gens):

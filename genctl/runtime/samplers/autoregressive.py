@@ -89,7 +89,7 @@ class AutoregressiveSampler(Sampler):
             keep = tokens != EOS
             if step == max_new - 1 or not keep.any():
                 break
-            active, logits = active[keep], stepper.next(tokens[keep], keep, locale[active[keep]])
+            active, logits = active[keep], stepper.next(tokens[keep], keep)
         return generated, {"tokens": sum(len(g) for g in generated), "ttft_s": ttft, "inter_token_s": inter,
                            "seconds": time.perf_counter() - start}
 
@@ -136,30 +136,41 @@ def nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
 
 
 class RecurrentStepper:
-    """``step(token, hidden, locale)``: the prompt is fed token by token from a zero state."""
+    """``step(token, hidden, locale)``: the prompt is fed token by token from a zero state.
+
+    The state is a backend value (device-resident under IO binding / TensorRT): outputs named in
+    ``feeds_back`` become the next call's inputs without visiting the host; only the logits do.
+    """
 
     def __init__(self, backend: Backend, section: dict):
         self.backend, self.graph = backend, section["graphs"]["step"]
         self.spec = backend.bundle.graphs[self.graph]
         self.token, self.logits, self.back = section["token_input"], section["logits_output"], section["feeds_back"]
         self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
-        self.state: dict[str, np.ndarray] = {}
+        self.state: dict = {}
+        self.locale = None
 
     def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        self.state = {t.name: np.zeros(t.concrete({"batch": len(locale)}), dtype=t.dtype)
+        put = self.backend.put
+        self.locale = put(locale)
+        self.state = {t.name: put(np.zeros(t.concrete({"batch": len(locale)}), dtype=t.dtype))
                       for t in self.spec.inputs if t.role == "state"}
         for j in range(prompt.shape[1]):
-            logits = self._run(prompt[:, j], locale)
+            logits = self._run(prompt[:, j])
         return logits
 
-    def next(self, tokens: np.ndarray, keep: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        self.state = {k: compact(v, self.spec.input(k).shape, keep) for k, v in self.state.items()}
-        return self._run(tokens, locale)
+    def next(self, tokens: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Drop the finished rows (``keep`` false) from the state, then one step on ``tokens``."""
+        take = self.backend.take_rows
+        self.state = {k: take(v, self.spec.input(k).shape.index("batch"), keep) for k, v in self.state.items()}
+        self.locale = take(self.locale, 0, keep)
+        return self._run(tokens)
 
-    def _run(self, tokens: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        out = self.backend.run(self.graph, {self.token: np.ascontiguousarray(tokens), **self.state, self.cond: locale})
+    def _run(self, tokens: np.ndarray) -> np.ndarray:
+        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, self.cond: self.locale}
+        out = self.backend.run_values(self.graph, feeds)
         self.state = {inp: out[o] for o, inp in self.back.items()}
-        return out[self.logits]
+        return self.backend.get(out[self.logits])
 
 
 class KVCacheStepper(RecurrentStepper):
@@ -172,18 +183,13 @@ class KVCacheStepper(RecurrentStepper):
         self.prompt, self.token = section["prompt_input"], section["token_input"]
         self.logits, self.back = section["logits_output"], section["feeds_back"]
         self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
-        self.state = {}
+        self.state, self.locale = {}, None
 
     def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        out = self.backend.run(self.prefill, {self.prompt: prompt, self.cond: locale})
+        self.locale = self.backend.put(locale)
+        out = self.backend.run_values(self.prefill, {self.prompt: prompt, self.cond: self.locale})
         self.state = {inp: out[o] for o, inp in self.back.items()}
-        return out[self.logits]
-
-
-def compact(state: np.ndarray, shape: list, keep: np.ndarray) -> np.ndarray:
-    """Keep the live rows of a state tensor along its ``batch`` axis."""
-    axis = shape.index("batch")
-    return np.ascontiguousarray(np.compress(keep, state, axis=axis))
+        return self.backend.get(out[self.logits])
 
 
 __all__ = ["AutoregressiveSampler", "nucleus", "pick"]

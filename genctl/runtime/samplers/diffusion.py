@@ -1,7 +1,9 @@
 """Diffusion sampling: x_T ~ N(0, I), then one fused ``step`` graph call per denoising step.
 
-The loop is numpy on the host and backend-agnostic: the timestep sequence and each step's
-(alpha_bar_t, alpha_bar_prev) come from the schedule in the manifest (``info.schedule.betas``) via
+The loop is backend-agnostic and its state stays where the backend computes: x_t is a backend
+value (numpy, or a device tensor under IO binding / TensorRT) fed back step after step and brought
+to the host once at the end. The timestep sequence and each step's (alpha_bar_t, alpha_bar_prev)
+(uploaded once, a row per step) come from the schedule in the manifest (``info.schedule.betas``) via
 ``genctl.families.schedule``; x_T and every per-step noise tensor come from the seeded ``rng``, so
 the same seed gives the same samples on every backend.
 
@@ -50,18 +52,23 @@ class DiffusionSampler(Sampler):
         ts = schedule.timesteps(self.train_timesteps, steps)
         ab_t, ab_prev = schedule.step_coefficients(self.alpha_bar, ts)
         total = rows.n_rows * n
-        cond = rows.feeds(self.bundle.conditions, n)
+        put = backend.put  # values stay where the backend computes (device-resident on GPU backends)
         x_spec = self.spec.input("x_t")
-        x = self.noise(x_spec, total, rng)  # x_T ~ N(0, I)
-        per = lambda v: np.full(total, v, dtype=np.float32)  # noqa: E731  (B,) so the batch axis stays dynamic
+        x = put(self.noise(x_spec, total, rng))  # x_T ~ N(0, I)
+        col = lambda v: np.repeat(np.asarray(v, dtype=np.float32)[:, None], total, axis=1)  # noqa: E731  (steps, B)
+        fixed = {**{k: put(v) for k, v in rows.feeds(self.bundle.conditions, n).items()},
+                 "guidance_scale": put(np.full(total, w, dtype=np.float32)), "eta": put(np.full(total, eta, dtype=np.float32))}
+        per_step = {"t": put(np.repeat(np.asarray(ts, dtype=np.int64)[:, None], total, axis=1)),
+                    "alpha_bar_t": put(col(ab_t)), "alpha_bar_prev": put(col(ab_prev))}  # one upload, a row per step
+        zeros = None if eta > 0 else put(np.zeros(x_spec.concrete({"batch": total}), dtype=np.float32))
         step_s = []
-        for i, t in enumerate(ts):
-            noise = self.noise(x_spec, total, rng) if eta > 0 else np.zeros_like(x)
-            feeds = {"x_t": x, "t": np.full(total, t, dtype=np.int64), "alpha_bar_t": per(ab_t[i]),
-                     "alpha_bar_prev": per(ab_prev[i]), "guidance_scale": per(w), "eta": per(eta), "noise": noise, **cond}
+        for i in range(len(ts)):
+            noise = put(self.noise(x_spec, total, rng)) if zeros is None else zeros
+            feeds = {"x_t": x, "noise": noise, **fixed, **{k: v[i] for k, v in per_step.items()}}
             start = time.perf_counter()
-            x = backend.run(self.spec.name, feeds)["x_prev"]
+            x = backend.run_values(self.spec.name, feeds)["x_prev"]
             step_s.append(time.perf_counter() - start)
+        x = backend.get(x)
         meta = {"steps": steps, "guidance_scale": w, "eta": eta, "sampler": controls["sampler"], "step_s": step_s}
         return Samples(data=x, rows=rows.labels, n=n, kind="image", meta=meta)
 
