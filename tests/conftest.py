@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny cVAE trained on digits and exported once per session."""
+"""Shared fixtures: a tiny cVAE trained on digits and exported once per session; GPU gates."""
 from __future__ import annotations
 
 import os
@@ -32,3 +32,29 @@ def cvae_bundle(cvae_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundle") / "cvae"
     export_bundle(cvae_checkpoint, out)
     return out
+
+
+@pytest.fixture()
+def cuda():
+    """Skip unless torch sees a CUDA GPU and ONNX Runtime can use it (``pytest -m gpu`` on a GPU box)."""
+    import torch
+
+    from genctl.runtime.devices import onnxruntime_providers
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    if "CUDAExecutionProvider" not in onnxruntime_providers()[1]:
+        pytest.skip("onnxruntime has no usable CUDAExecutionProvider (install onnxruntime-gpu)")
+
+
+@pytest.fixture()
+def tensorrt():
+    """Skip unless torch sees a CUDA GPU and TensorRT 10+ is importable."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU visible to torch")
+    trt = pytest.importorskip("tensorrt")
+    if int(trt.__version__.split(".")[0]) < 10:
+        pytest.skip(f"tensorrt {trt.__version__} < 10")
+    return trt

@@ -149,6 +149,38 @@ def test_io_binding_loop_gives_the_same_text_with_the_state_kept_as_tensors(bund
             np.testing.assert_array_equal(value.numpy(), ref[name])
 
 
+@pytest.mark.gpu
+def test_gpu_onnxruntime_keeps_the_state_on_the_device_with_identical_tokens(cuda, gens):
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    t, _ = gens
+    backend = OnnxRuntimeBackend(t.bundle)
+    assert backend.values is not None and backend.values.device == "cuda", backend.describe()
+    with Generator(t.bundle, backend) as g:
+        for kwargs in ({"seed": 0, "temperature": 0}, {"seed": 3, "top_k": 5}):
+            assert g.generate(None, n=3, **kwargs).texts == t.generate(None, n=3, **kwargs).texts
+
+
+@pytest.mark.gpu
+def test_tensorrt_decoding_gives_the_same_tokens(tensorrt, bundle, gens, tmp_path):
+    """fp32 engines, state on the GPU (CUDA graphs where the shapes repeat: the RNN step)."""
+    import shutil
+
+    from genctl.build import GateConfig, build
+
+    path = tmp_path / "text"
+    shutil.copytree(bundle.path, path)
+    record = build(path, target="tensorrt", precision="fp32", batch="1:8:32", gate=GateConfig(control_n_per_class=0))
+    assert record["status"] == "passed", record["gate"]["failures"]
+    t, _ = gens
+    with Generator.load(path, backend="tensorrt", precision="fp32") as g:
+        for kwargs in ({"seed": 0, "temperature": 0}, {"seed": 3}, {"seed": 5, "prefix": "Ma", "top_p": 0.9}):
+            assert g.generate(None, n=3, **kwargs).texts == t.generate(None, n=3, **kwargs).texts
+        assert not g.backend.capture.failed
+        if "step" in g.bundle.graphs:  # the RNN step repeats its shapes until rows finish
+            assert g.backend.capture.captures > 0 and g.backend.capture.replays > 0
+
+
 def test_prefix_and_mixed_locale_batch(gens):
     t, o = gens
     a = t.generate({"locale": "pl_PL,fr_FR,ru_RU"}, n=3, seed=5, prefix="Ma")

@@ -1,5 +1,6 @@
 """The CLI as a user drives it: the happy path and one-line errors (no tracebacks) for bad input."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -64,6 +65,21 @@ def test_bench_json_records(cvae_bundle, tmp_path):
             assert key in r
         assert r["p50_ms"] <= r["p99_ms"]
     assert [r["speedup_vs_torch"] for r in records if r["backend"] == "torch"] == [1.0, 1.0]
+
+
+def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
+    res = invoke("bench", cvae_bundle, "--backends", "onnxruntime,onnxruntime+iobinding", "--batch-sizes", "2",
+                 "--iters", 2, "--warmup", 1, "--json", tmp_path / "b.json")
+    assert res.exit_code == 0, res.output
+    records = json.loads((tmp_path / "b.json").read_text())
+    assert [r["backend"] for r in records] == ["onnxruntime", "onnxruntime+iobinding"]
+    assert [r["runtime"].endswith("+iobinding") for r in records] == [False, True]
+    for backends, message in (("onnxruntime+fast", r"Backend option '\+fast' of 'onnxruntime' \| got an unknown option \| "
+                                                    r"expected one of \['\+iobinding', '\+noiobinding'\]"),
+                              ("torch+iobinding", r"Backend option '\+iobinding' of 'torch' \| got an unknown option")):
+        res = invoke("bench", cvae_bundle, "--backends", backends, "--batch-sizes", "1", "--iters", 1)
+        assert res.exit_code == 1 and re.search(message, res.output), res.output
+        assert "Traceback" not in res.output
 
 
 def test_eval_reports_accuracy_next_to_the_evaluator(cvae_bundle, tmp_path):

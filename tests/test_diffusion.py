@@ -134,6 +134,45 @@ def test_io_binding_loop_matches_plain_onnxruntime(gens):
             g.backend.run_values("step", {**feeds, "x_t": feeds["x_t"].double()})
 
 
+@pytest.mark.gpu
+def test_gpu_onnxruntime_keeps_x_t_on_the_device_and_matches_cpu(cuda, gens):
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    _, cpu = gens
+    backend = OnnxRuntimeBackend(cpu.bundle)  # a GPU provider turns IO binding on
+    assert backend.values is not None and backend.values.device == "cuda", backend.describe()
+    with Generator(cpu.bundle, backend) as g:
+        for controls in ({"steps": 20, "guidance_scale": 3.0}, {"steps": 10, "sampler": "ddpm"}):
+            a = cpu.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            b = g.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            assert rel_l2(b.data, a.data) <= 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
+def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, tmp_path, precision, tolerance):
+    """Engines for the fused step: x_t stays on the GPU, the step is captured once and replayed;
+    captured and plain enqueues agree, and both match ONNX Runtime on CPU."""
+    from genctl.build import GateConfig, build
+    from genctl.runtime.backends.tensorrt import TensorRTBackend
+
+    path = tmp_path / "diffusion"
+    shutil.copytree(bundle.path, path)
+    record = build(path, target="tensorrt", precision=precision, batch="1:8:16", gate=GateConfig(control_n_per_class=0))
+    assert record["status"] == "passed", record["gate"]["failures"]
+    _, cpu = gens
+    with Generator.load(path, backend="tensorrt", precision=precision) as g, \
+            Generator(g.bundle, TensorRTBackend(g.bundle, precision, cuda_graphs=False)) as plain:
+        for controls in ({"steps": 20, "guidance_scale": 3.0}, {"steps": 10, "sampler": "ddpm"}):
+            ref = cpu.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            got = g.generate({"label": [2, 9]}, n=3, seed=4, **controls)
+            assert not g.backend.capture.failed and "step" in g.backend.capture.captured
+            np.testing.assert_allclose(got.data, plain.generate({"label": [2, 9]}, n=3, seed=4, **controls).data,
+                                       atol=1e-5)
+            assert rel_l2(got.data, ref.data) <= tolerance
+        assert "+cudagraphs" in g.backend.describe() and not plain.backend.capture.captured
+
+
 def test_denoiser_graph_accepts_the_null_label(gens):
     ref, ort = gens
     rng = np.random.default_rng(0)

@@ -132,6 +132,39 @@ def test_ort_tensorrt_provider_caches_inside_bundle(tmp_path):
     assert provider_options(bundle, ["CPUExecutionProvider"], "fp32") == ["CPUExecutionProvider"]
 
 
+# --- CUDA graph capture policy ------------------------------------------------------------------
+
+def test_capture_policy_captures_a_repeated_call_and_keeps_one_capture_per_graph():
+    from genctl.runtime.backends.tensorrt import CapturePolicy
+
+    policy = CapturePolicy()
+    step4, step8 = ("step", ((4, 1, 8, 8), (4,))), ("step", ((8, 1, 8, 8), (8,)))
+    assert not policy.plain_call(step4)  # first call at these shapes: plain enqueue
+    assert policy.plain_call(step4)  # the loop repeats it: capture now
+    policy.add(step4, "graph-4")
+    assert policy.lookup(step4) == "graph-4" and policy.lookup(step8) is None
+    assert not policy.plain_call(step8)  # the context runs at other shapes: the old capture goes
+    assert policy.lookup(step4) is None
+    assert policy.plain_call(step8)
+    policy.add(step8, "graph-8")
+    decode = [("decode", ((2,), (3, 2, 4, past, 16))) for past in range(1, 5)]
+    assert not any(policy.plain_call(k) for k in decode)  # a growing KV cache never repeats
+    assert policy.lookup(step8) == "graph-8"  # other graphs keep theirs
+    assert policy.captures == 2 and policy.replays == 2
+
+
+def test_capture_policy_gives_up_on_a_graph_that_failed_and_can_be_off():
+    from genctl.runtime.backends.tensorrt import CapturePolicy
+
+    policy = CapturePolicy()
+    key = ("step", ((1, 4),))
+    policy.plain_call(key)
+    policy.fail("step", "RuntimeError: operation not permitted when stream is capturing")
+    assert not policy.plain_call(key) and not policy.plain_call(key)
+    off = CapturePolicy(enabled=False)
+    assert not off.plain_call(key) and not off.plain_call(key)
+
+
 # --- real engines (GPU machines: pytest -m gpu) -------------------------------------------------
 
 def need_gpu():

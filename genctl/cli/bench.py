@@ -13,7 +13,7 @@ from genctl.cli.common import console, user_errors
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated NAME[:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, tensorrt:fp16.")] = "torch,onnxruntime",
+    backends: Annotated[str, typer.Option(help="Comma-separated NAME[+OPTION][:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, onnxruntime+iobinding, tensorrt:fp16, tensorrt+nocudagraphs:fp16.")] = "torch,onnxruntime",
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64",
     iters: Annotated[int, typer.Option(help="Timed calls per configuration.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed calls first (torch.compile compiles here).")] = 3,

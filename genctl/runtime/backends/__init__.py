@@ -47,12 +47,34 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
     return "onnxruntime"
 
 
+# ``NAME+OPTION``: variants of one backend that bench can put side by side.
+BACKEND_OPTIONS = {
+    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}},
+    "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
+}
+
+
+def backend_options(name: str, options: list[str]) -> dict:
+    """Constructor arguments for ``NAME+OPTION...``; a one-line error for an option the backend lacks."""
+    known = BACKEND_OPTIONS.get(name, {})
+    kwargs: dict = {}
+    for option in options:
+        if option not in known:
+            raise GenctlError(f"Backend option '+{option}' of '{name}'", got="an unknown option",
+                              expected=f"one of {['+' + k for k in known]}" if known else "no options (this backend has none)")
+        kwargs.update(known[option])
+    return kwargs
+
+
 def open_backend(bundle: Bundle, name: str = "auto", precision: str = "fp32") -> Backend:
-    name = auto_backend(bundle, precision) if name == "auto" else name
-    cls = backend_class(name)
+    """Open ``name`` (``auto``, ``onnxruntime``, ``onnxruntime+iobinding``, ``tensorrt+nocudagraphs``…)."""
+    base, *options = name.split("+")
+    base = auto_backend(bundle, precision) if base == "auto" else base
+    cls = backend_class(base)
+    kwargs = backend_options(base, options)
     if precision not in cls.precisions:
-        raise GenctlError(f"Precision '{precision}' on backend '{name}'", got=precision, expected=f"one of {list(cls.precisions)}")
-    return cls(bundle, precision)
+        raise GenctlError(f"Precision '{precision}' on backend '{base}'", got=precision, expected=f"one of {list(cls.precisions)}")
+    return cls(bundle, precision, **kwargs)
 
 
-__all__ = ["BACKENDS", "Backend", "auto_backend", "backend_class", "open_backend"]
+__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Backend", "auto_backend", "backend_class", "backend_options", "open_backend"]

@@ -32,7 +32,8 @@ def session_options(threads: int = 0):
 
 
 def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
-    """Providers with options: the TensorRT EP caches its engines and timings inside the bundle.
+    """Providers with options: the CUDA EP without TF32 for fp32 graphs; the TensorRT EP caches its
+    engines and timings inside the bundle.
 
     ``BUNDLE/engines/ort-trt`` holds them (TensorRT EP options ``trt_engine_cache_*`` and
     ``trt_timing_cache_*``) so the minutes-long engine build happens once per machine; a read-only
@@ -40,6 +41,9 @@ def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
     """
     out: list = []
     for provider in providers:
+        if provider == "CUDAExecutionProvider":  # fp32 means fp32 (no TF32), as for TensorRT engines
+            out.append((provider, {"use_tf32": 0}) if precision in ("fp32", "opt") else provider)
+            continue
         if provider != "TensorrtExecutionProvider":
             out.append(provider)
             continue
