@@ -37,9 +37,20 @@ def checks() -> list[tuple[str, str, str]]:
         rows.append(("ORT providers (usable here)", ", ".join(usable), "ok"))
     except ImportError:
         rows.append(("ORT providers", "onnxruntime missing", "missing"))
+        usable = []
+    rows.append(("loops (diffusion, text)", _loops(usable, bool(trt and gpus)), "—"))
     cc = shutil.which("cc") or shutil.which("gcc")
     rows.append(("torch.compile (inductor)", f"C compiler: {cc or 'none'}", "usable" if cc else "not usable"))
     return rows
+
+
+def _loops(ort_usable: list[str], tensorrt_usable: bool) -> str:
+    """Where fed-back loop state lives with each usable backend."""
+    where = ["onnxruntime: GPU-resident (IO binding)" if set(ort_usable) - {"CPUExecutionProvider"}
+             else "onnxruntime: host (CPU provider, no IO binding needed)"]
+    if tensorrt_usable:
+        where.append("tensorrt: GPU-resident + CUDA graphs")
+    return "; ".join(where)
 
 
 @user_errors
