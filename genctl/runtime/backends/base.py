@@ -8,7 +8,7 @@ Loops (diffusion steps, autoregressive decoding) use the *value* API instead, so
 stay where the backend computes: ``put`` a host array, ``run_values`` on values, feed outputs back
 as the next step's inputs, ``take_rows`` to drop finished sequences, and ``get`` only what the
 host needs (the final sample, each step's logits). Host backends use numpy arrays as values, so
-the same sampler code runs everywhere; device-resident backends (``DeviceValues``) use torch
+the same sampler code runs everywhere; device-resident backends (``TorchValues``) use torch
 tensors on their device and never copy a fed-back state through the host.
 """
 from __future__ import annotations
