@@ -59,6 +59,8 @@ class Backend:
 
     def take_rows(self, value: Any, axis: int, keep: np.ndarray) -> Any:
         """The rows of ``value`` along ``axis`` where the boolean mask ``keep`` is true."""
+        if keep.all():
+            return value  # every row still alive: no copy
         if self.values:
             return self.values.take_rows(value, axis, keep)
         return np.ascontiguousarray(np.compress(keep, value, axis=axis))

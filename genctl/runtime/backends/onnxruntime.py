@@ -99,6 +99,7 @@ class OnnxRuntimeBackend(Backend):
         """IO binding: inputs bound by address; outputs allocated by ONNX Runtime on the device and
         taken over as torch tensors through DLPack (no copy)."""
         torch, device = self.values.torch, self.values.device
+        from_dlpack = torch.utils.dlpack.from_dlpack
         spec, binding = self.bundle.graphs[graph], self.bindings[graph]
         device_id = torch.cuda.current_device() if device == "cuda" else 0
         if device == "cuda":
@@ -109,8 +110,8 @@ class OnnxRuntimeBackend(Backend):
         for name in spec.output_names:
             binding.bind_output(name, device, device_id)
         self.sessions[graph].run_with_iobinding(binding)  # ends by synchronizing the provider's stream
-        # OrtValue (the C object behind the Python wrapper) implements __dlpack__.
-        out = {name: torch.from_dlpack(v._ortvalue) for name, v in zip(spec.output_names, binding.get_outputs())}
+        # The C OrtValue behind the Python wrapper exports a DLPack capsule (the tensor keeps it alive).
+        out = {name: from_dlpack(v._ortvalue.to_dlpack()) for name, v in zip(spec.output_names, binding.get_outputs())}
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         return out
