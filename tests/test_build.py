@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from genctl.build import GateConfig, build
+from genctl.build import GateConfig, build, ort_variants
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError, GenctlError, ParityError
 from genctl.export import parity
@@ -73,6 +73,7 @@ def test_variants_recorded_in_manifest(built):
             assert (built / entry["file"]).is_file()
     int8 = bundle.manifest["variants"]["int8"]
     assert "MatMulInteger" in int8["provenance"]["decode"]["integer_ops"]
+    assert int8["provenance"]["decode"]["reduce_range"] is ort_variants.needs_reduce_range()  # recorded, chosen for this CPU
     assert int8["gate"]["graphs"]["decode"]["outputs"]["sample"] <= parity.TOLERANCE["int8"]
     assert bundle.manifest["variants"]["opt"]["gate"]["loop"]["max_error"] <= parity.TOLERANCE["fp32"]
     assert not list((built / "graphs").glob(".*tmp*")), "temp files left behind"
@@ -123,6 +124,15 @@ def test_keep_fp32_is_the_fix(fresh, monkeypatch):
     assert record["status"] == "passed"
     assert record["graphs"]["decode"]["file"] == "graphs/decode.onnx"
     assert record["graphs"]["encode"]["file"] == "graphs/encode.int8.onnx"
+
+
+def test_reduce_range_only_on_x86_without_vnni():
+    assert ort_variants.needs_reduce_range("x86_64", {"avx2", "fma"})  # u8s8 kernels saturate there
+    assert not ort_variants.needs_reduce_range("x86_64", {"avx2", "avx512f", "avx512_vnni"})
+    assert not ort_variants.needs_reduce_range("x86_64", {"avx2", "avx_vnni"})
+    assert not ort_variants.needs_reduce_range("aarch64", set())
+    assert ort_variants.needs_reduce_range("AMD64", set())  # flags unreadable (Windows): the safe choice
+    assert ort_variants.Int8Options(reduce_range=False).reduce_range is False  # an explicit choice wins
 
 
 def test_gate_refuses_a_variant_beyond_tolerance(fresh):

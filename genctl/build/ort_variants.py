@@ -9,11 +9,15 @@
   GPUs: ORT's CPU provider runs few ops in fp16 and inserts casts around the rest.
 - ``int8`` — dynamic quantization (``quantize_dynamic``): int8 weights, activations quantized per
   call from their observed range; for CPUs. ConvTranspose has no integer kernel and stays fp32.
+  On x86 CPUs without VNNI, ORT's u8s8 kernels add pairs of products in int16 and saturate;
+  weights are then quantized to 7 bits (``reduce_range``), as ORT's quantization docs advise.
+  The choice is made for the machine that builds and recorded in the provenance.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,10 +35,38 @@ class Int8Options:
     per_channel: bool = True  # one scale per output channel: lower error than per-tensor, same CPU speed here
     weight_type: str = "qint8"  # "qint8" (signed, what MatMulInteger/ConvInteger prefer on x86) or "quint8"
     op_types: tuple[str, ...] = ()  # empty = every op ORT can quantize dynamically (MatMul, Gemm, Conv, Gather ...)
+    reduce_range: bool | None = None  # 7-bit weights; None = on for x86 CPUs without VNNI (see module doc)
 
     def __post_init__(self) -> None:
         if self.weight_type not in ("qint8", "quint8"):
             raise GenctlError("int8 weight type", got=repr(self.weight_type), expected="'qint8' or 'quint8'")
+        if self.reduce_range is None:
+            self.reduce_range = needs_reduce_range()
+
+
+def needs_reduce_range(machine: str | None = None, cpu_flags: set[str] | None = None) -> bool:
+    """True on x86 CPUs without VNNI, where ORT's u8s8 int8 kernels can saturate.
+
+    ``cpu_flags`` defaults to the flags in /proc/cpuinfo; where they cannot be read (macOS,
+    Windows), an x86 CPU is assumed to lack VNNI: 7-bit weights are safe everywhere.
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False  # ARM and others use kernels without the int16 pair sums
+    if cpu_flags is None:
+        cpu_flags = _cpu_flags()
+    return not cpu_flags & {"avx512_vnni", "avx_vnni", "avx512vnni", "avxvnni"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
 
 
 def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None = None) -> dict:
@@ -111,6 +143,7 @@ def _quantize(src: Path, dst: Path, options: Int8Options) -> dict:
     weight = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}[options.weight_type]
     with quiet(), _root_log_level(logging.ERROR):  # "consider pre-processing" goes to the root logger
         quantize_dynamic(model, str(dst), weight_type=weight, per_channel=options.per_channel,
+                         reduce_range=bool(options.reduce_range),
                          op_types_to_quantize=list(options.op_types) or None)
     quantized = sorted({n.op_type for n in onnx.load(str(dst), load_external_data=False).graph.node
                         if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "DequantizeLinear")})

@@ -18,6 +18,7 @@ def build(
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="TensorRT profile of another dim: NAME=MIN:OPT:MAX (seq, past).")] = None,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="Leave this graph in fp32 inside the variant (repeatable).")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="int8: one weight scale per output channel (default) or per tensor.")] = True,
+    reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="int8: 7-bit weights (default on x86 CPUs without VNNI, whose int8 kernels saturate) or full 8-bit.", show_default="auto")] = None,
     control_samples: Annotated[int, typer.Option(help="Samples per class for the control-accuracy check (0 skips it).")] = 20,
     force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
 ) -> None:
@@ -32,7 +33,7 @@ def build(
             raise GenctlError(f"--dim '{item}'", got="no NAME=", expected="NAME=MIN:OPT:MAX, e.g. seq=1:32:128")
         dims[name] = value
     record = run_build(bundle, target=target, precision=precision, batch=batch, dims=dims, force=force,
-                       keep_fp32=keep_fp32 or [], int8=Int8Options(per_channel=per_channel),
+                       keep_fp32=keep_fp32 or [], int8=Int8Options(per_channel=per_channel, reduce_range=reduce_range),
                        gate=GateConfig(control_n_per_class=control_samples))
     _report(record, target, precision)
 
