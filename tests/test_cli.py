@@ -82,6 +82,20 @@ def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
         assert "Traceback" not in res.output
 
 
+def test_bench_checks_every_backend_before_timing_any(cvae_bundle, tmp_path):
+    from genctl.bench import run_bench
+    from genctl.bundle import Bundle
+    from genctl.errors import BundleError
+
+    timed = []  # a variant that was never built fails at once, not after the backends before it ran
+    with pytest.raises(BundleError, match=r"Precision 'int8' of bundle .* got no such variant"):
+        run_bench(Bundle.load(cvae_bundle), [("torch", "fp32"), ("onnxruntime", "int8")], [1], iters=1, warmup=0,
+                  on_step=timed.append)
+    assert timed == []
+    res = invoke("bench", cvae_bundle, "--backends", "torch,onnxruntime:int8", "--batch-sizes", 1, "--iters", 1)
+    assert_one_line_error(res, "Precision 'int8'", "no such variant", "genctl build")
+
+
 def test_eval_reports_accuracy_next_to_the_evaluator(cvae_bundle, tmp_path):
     res = invoke("eval", cvae_bundle, "--backend", "onnxruntime", "-n", 100, "--json", tmp_path / "e.json")
     assert res.exit_code == 0, res.output

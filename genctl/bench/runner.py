@@ -106,6 +106,8 @@ def run_bench(bundle: Bundle, backends: list[tuple[str, str]], batch_sizes: list
               on_step: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Benchmark every (backend, precision) at every batch size; torch eager is the speedup base."""
     controls = {k: v for k, v in (controls or {}).items() if v is not None}
+    for name, precision in backends:  # a missing variant, package or GPU fails now, not minutes in
+        Generator.load(bundle, backend=name, precision=precision).close()
     results: list[BenchResult] = []
     for name, precision in backends:
         with Generator.load(bundle, backend=name, precision=precision) as gen:
