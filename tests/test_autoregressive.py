@@ -285,6 +285,24 @@ def test_evaluate_text_reports_control_accuracy_novelty_diversity(gens):
     assert sum(len(v) for v in report["examples"].values()) == 40
 
 
+def test_build_gate_checks_locale_control_accuracy(bundle, tmp_path):
+    import shutil
+
+    from genctl.build import GateConfig, build
+    from genctl.build.gate import control_samples
+    from genctl.eval.text import evaluate_text
+
+    assert control_samples(bundle, GateConfig()) == 100  # names per locale by default (images: 20 per class)
+    path = tmp_path / "names"
+    shutil.copytree(bundle.path, path)
+    record = build(path, precision="int8", gate=GateConfig(control_n_per_class=20), force=True)
+    control = record["gate"]["control"]
+    with Generator.load(path, backend="onnxruntime") as fp32:  # the same evaluation, done by hand
+        expected = evaluate_text(fp32, n_per_locale=20, seed=0)["mean_accuracy"] * 100
+    assert control["n_per_class"] == 20 and control["fp32_points"] == pytest.approx(expected)
+    assert control["passed"] == (control["drop_points"] <= 2.0) and record["status"] == ("passed" if record["gate"]["passed"] else "failed")
+
+
 def test_cli_generate_prints_and_writes_names(bundle, tmp_path):
     import json
 

@@ -12,8 +12,10 @@ already matched to PyTorch):
    (text families) compare the sampled sequences instead: identical for fp32/opt; for fp16/int8
    the share of identical sequences is recorded but not gated, since one flipped near-tie in the
    logits changes every later token (per-step logits are gated by graph parity).
-3. control accuracy — where the family has an evaluator (image families, ``genctl.eval.images``)
-   the variant may lose at most ``max_accuracy_drop`` points against fp32 on a fixed seed set.
+3. control accuracy — where the family has an evaluator (image families: the digit classifier of
+   ``genctl.eval.images``; text families: the locale classifier of ``genctl.eval.text``) the
+   variant may lose at most ``max_accuracy_drop`` points against fp32 on a fixed seed set. Names
+   are cheap and each is a noisy vote, so text uses 100 per locale where images use 20 per class.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ class GateConfig:
     batches: tuple[int, ...] = (1, 7)  # graph-parity batch sizes (inside a TensorRT profile's range)
     seed: int = 0  # random feeds and the sampling loop
     loop_n: int = 3  # samples per condition in the loop check
-    control_n_per_class: int = 20  # samples per class for control accuracy (0 = skip)
+    control_n_per_class: int | None = None  # per class / locale for control accuracy; None = 20 images, 100 names; 0 = skip
     max_accuracy_drop: float = 2.0  # points of control accuracy a variant may lose
 
 
@@ -113,24 +115,35 @@ def _identical_rows(got: np.ndarray, ref: np.ndarray) -> float:
     return float(rows.mean()) if rows.size else 1.0
 
 
+def control_samples(bundle: Bundle, config: GateConfig) -> int:
+    """Samples per class (images) or locale (names) for the control check."""
+    if config.control_n_per_class is not None:
+        return config.control_n_per_class
+    return 100 if _is_text(bundle) else 20
+
+
+def _is_text(bundle: Bundle) -> bool:
+    return bundle.manifest["dataset"].get("kind") == "text"
+
+
 def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: GateConfig) -> dict:
     """Control accuracy of fp32 vs the variant where an evaluator exists; a skip reason otherwise."""
-    if config.control_n_per_class <= 0:
-        return {"skipped": "disabled (control_n_per_class=0)"}
-    if bundle.info.get("output", {}).get("kind") != "image":
-        return {"skipped": "no evaluator for this family's output"}
-    try:
-        from genctl.eval.images import control_accuracy
-    except ImportError:
-        return {"skipped": "no evaluator"}
     from genctl.runtime.generator import Generator
 
+    n = control_samples(bundle, config)
+    if n <= 0:
+        return {"skipped": "disabled (control_n_per_class=0)"}
+    if _is_text(bundle):
+        from genctl.eval.text import evaluate_text as evaluate
+    elif bundle.info.get("output", {}).get("kind") == "image":
+        from genctl.eval.images import control_accuracy as evaluate
+    else:
+        return {"skipped": "no evaluator for this family's output"}
     points = {}
     for label, backend in (("fp32", reference), ("variant", variant)):
-        result = control_accuracy(Generator(bundle, backend), config.control_n_per_class, config.seed)
-        points[label] = _as_points(result)
+        points[label] = _as_points(evaluate(Generator(bundle, backend), n, config.seed))
     drop = points["fp32"] - points["variant"]
-    return {"n_per_class": config.control_n_per_class, "fp32_points": points["fp32"], "variant_points": points["variant"],
+    return {"n_per_class": n, "fp32_points": points["fp32"], "variant_points": points["variant"],
             "drop_points": drop, "max_drop_points": config.max_accuracy_drop, "passed": bool(drop <= config.max_accuracy_drop)}
 
 

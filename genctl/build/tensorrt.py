@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from genctl.build.cache import Platform, engine_key, folder_name, key_material
-from genctl.build.gate import GateConfig, run_gate
+from genctl.build.gate import GateConfig, control_samples, run_gate
 from genctl.build.profiles import DimRange, bundle_profiles
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, GenctlError
@@ -132,7 +132,7 @@ def _gate(bundle: Bundle, precision: str, record: dict, folder: Path, ranges: Ma
     per_call = max(1, batch.max // max(rows, 1))
     gate = gate or GateConfig()
     config = dataclasses.replace(gate, batches=tuple(sorted({batch.min, batch.opt} | ({batch.max} if batch.max <= 256 else set()))),
-                                 loop_n=min(gate.loop_n, per_call), control_n_per_class=min(gate.control_n_per_class, per_call))
+                                 loop_n=min(gate.loop_n, per_call), control_n_per_class=min(control_samples(bundle, gate), per_call))
     return run_gate(bundle, precision, lambda: TensorRTBackend(bundle, precision, record=record, engine_dir=folder),
                     lambda: OnnxRuntimeBackend(bundle, "fp32", providers=["CPUExecutionProvider"]), config)
 

@@ -19,7 +19,7 @@ def build(
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="Leave this graph in fp32 inside the variant (repeatable).")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="int8: one weight scale per output channel (default) or per tensor.")] = True,
     reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="int8: 7-bit weights (default on x86 CPUs without VNNI, whose int8 kernels saturate) or full 8-bit.", show_default="auto")] = None,
-    control_samples: Annotated[int, typer.Option(help="Samples per class for the control-accuracy check (0 skips it).")] = 20,
+    control_samples: Annotated[Optional[int], typer.Option(help="Samples per class (images) or locale (names) for the control-accuracy check; 0 skips it.", show_default="20 images, 100 names")] = None,
     force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
 ) -> None:
     """Build an optimized variant and run the quality gate (graph + loop parity, control accuracy)."""
