@@ -201,7 +201,7 @@ class Diffusion(Family):
     name = "diffusion"
     sampler = "diffusion"
     Config = DiffusionConfig
-    default_epochs = {"digits": 60, "mnist": 20}
+    default_epochs = {"digits": 60, "mnist": 40}  # 40: 98.8% control accuracy at guidance 3 (20: 93.8%)
 
     def build_model(self, config: dict) -> DiffusionModel:
         ds = config["dataset"]
