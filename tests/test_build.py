@@ -79,6 +79,22 @@ def test_variants_recorded_in_manifest(built):
     assert not list((built / "graphs").glob(".*tmp*")), "temp files left behind"
 
 
+def test_bench_precision_applies_to_variant_backends_and_keeps_torch_as_baseline(built, tmp_path):
+    from typer.testing import CliRunner
+
+    from genctl.bench.runner import parse_backends
+    from genctl.cli.main import app
+
+    assert parse_backends("torch,onnxruntime,onnxruntime:fp32,onnxruntime+iobinding", "int8") == [
+        ("torch", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp32"), ("onnxruntime+iobinding", "int8")]
+    result = CliRunner().invoke(app, ["bench", str(built), "--backends", "torch,onnxruntime", "--precision", "int8",
+                                      "--batch-sizes", "2", "--iters", "1", "--warmup", "0", "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "b.json").read_text())
+    assert [(r["backend"], r["precision"]) for r in records] == [("torch", "fp32"), ("onnxruntime", "int8")]
+    assert records[1]["runtime"].endswith(" int8")
+
+
 def test_int8_generator_runs_close_to_fp32(built):
     from genctl.runtime.generator import Generator
 

@@ -41,15 +41,28 @@ class BenchResult:
         return data
 
 
-def parse_backends(text: str) -> list[tuple[str, str]]:
-    """``"torch,onnxruntime,onnxruntime:int8"`` → ``[("torch","fp32"), ("onnxruntime","fp32"), ("onnxruntime","int8")]``."""
+def parse_backends(text: str, precision: str | None = None) -> list[tuple[str, str]]:
+    """``"torch,onnxruntime,onnxruntime:int8"`` → ``[("torch","fp32"), ("onnxruntime","fp32"), ("onnxruntime","int8")]``.
+
+    ``precision`` (``--precision``) is the default for entries without ``:PRECISION``; the fp32-only
+    torch backends keep fp32, so they stay the baseline next to the variant.
+    """
     out = []
     for item in [t.strip() for t in text.split(",") if t.strip()]:
-        name, _, precision = item.partition(":")
-        out.append((name, precision or "fp32"))
+        name, sep, given = item.partition(":")
+        if not sep and precision:
+            given = precision if _has_variants(name) else "fp32"
+        out.append((name, given or "fp32"))
     if not out:
         raise GenctlError("--backends", got=repr(text), expected="a comma-separated list, e.g. torch,onnxruntime")
     return out
+
+
+def _has_variants(name: str) -> bool:
+    from genctl.runtime.backends import backend_class
+
+    base = name.split("+")[0]
+    return base == "auto" or backend_class(base).precisions != ("fp32",)
 
 
 def parse_batch_sizes(text: str) -> list[int]:

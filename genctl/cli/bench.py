@@ -14,6 +14,7 @@ from genctl.cli.common import console, user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     backends: Annotated[str, typer.Option(help="Comma-separated NAME[+OPTION][:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, onnxruntime+iobinding, tensorrt:fp16, tensorrt+nocudagraphs:fp16.")] = "torch,onnxruntime",
+    precision: Annotated[Optional[str], typer.Option(help="Default precision for backends given without :PRECISION (torch stays fp32, the baseline), e.g. --backends torch,onnxruntime --precision int8.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64",
     iters: Annotated[int, typer.Option(help="Timed calls per configuration.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed calls first (torch.compile compiles here).")] = 3,
@@ -36,7 +37,7 @@ def bench(
     if json_out is not None:
         check_writable_parent(json_out, "file")
     b = Bundle.load(bundle)
-    pairs, sizes = parse_backends(backends), parse_batch_sizes(batch_sizes)
+    pairs, sizes = parse_backends(backends, precision), parse_batch_sizes(batch_sizes)
     controls = {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}
     with progress.bar("bench", len(pairs) * len(sizes)) as advance:
         results = run_bench(b, pairs, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls,
