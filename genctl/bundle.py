@@ -46,6 +46,11 @@ class Bundle:
         """Family-specific facts (output shape, vocabulary, schedule ...)."""
         return self.manifest.get("info", {})
 
+    @property
+    def output_kind(self) -> str:
+        """``"image"`` or ``"text"``: what the samples are (picks evaluators and output writers)."""
+        return self.info.get("output", {}).get("kind", "image")
+
     def file(self, rel: str) -> Path:
         return inside(self.path, rel, f"Bundle '{self.path}' manifest path")
 

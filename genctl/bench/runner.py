@@ -8,6 +8,7 @@ backend's own ``run`` (sampler, feeds, copies), for the "runtime overhead" quest
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -119,11 +120,10 @@ def run_bench(bundle: Bundle, backends: list[tuple[str, str]], batch_sizes: list
               on_step: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Benchmark every (backend, precision) at every batch size; torch eager is the speedup base."""
     controls = {k: v for k, v in (controls or {}).items() if v is not None}
-    for name, precision in backends:  # a missing variant, package or GPU fails now, not minutes in
-        Generator.load(bundle, backend=name, precision=precision).close()
     results: list[BenchResult] = []
-    for name, precision in backends:
-        with Generator.load(bundle, backend=name, precision=precision) as gen:
+    with contextlib.ExitStack() as stack:  # open all first: a missing variant, package or GPU fails before any timing
+        gens = [stack.enter_context(Generator.load(bundle, backend=name, precision=precision)) for name, precision in backends]
+        for (name, precision), gen in zip(backends, gens):
             for batch in batch_sizes:
                 times, inside, metas = time_config(gen, batch, warmup, iters, seed, controls)
                 ms = times * 1e3

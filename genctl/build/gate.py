@@ -119,11 +119,7 @@ def control_samples(bundle: Bundle, config: GateConfig) -> int:
     """Samples per class (images) or locale (names) for the control check."""
     if config.control_n_per_class is not None:
         return config.control_n_per_class
-    return 100 if _is_text(bundle) else 20
-
-
-def _is_text(bundle: Bundle) -> bool:
-    return bundle.manifest["dataset"].get("kind") == "text"
+    return 100 if bundle.output_kind == "text" else 20
 
 
 def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: GateConfig) -> dict:
@@ -133,9 +129,9 @@ def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: 
     n = control_samples(bundle, config)
     if n <= 0:
         return {"skipped": "disabled (control_n_per_class=0)"}
-    if _is_text(bundle):
+    if bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text as evaluate
-    elif bundle.info.get("output", {}).get("kind") == "image":
+    elif bundle.output_kind == "image":
         from genctl.eval.images import control_accuracy as evaluate
     else:
         return {"skipped": "no evaluator for this family's output"}

@@ -41,7 +41,7 @@ def generate(
     inputs = {"prefix": prefix} if prefix is not None else {}
     with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
         if out is not None:
-            check_out(out, "text" if gen.bundle.manifest["dataset"].get("kind") == "text" else "image")
+            check_out(out, gen.bundle.output_kind)
         if from_image is not None:
             inputs.update(_from_inputs(gen, from_image, from_label))
             n = n or len(inputs["images"])

@@ -9,7 +9,7 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
     bundle = gen.bundle
     n_classes = len(bundle.conditions.conditions[0].names)
     per_class = max(1, n // n_classes)
-    if bundle.manifest["dataset"].get("kind", "image") == "text":
+    if bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text
 
         return evaluate_text(gen, n_per_locale=per_class, seed=seed)
