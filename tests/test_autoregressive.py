@@ -166,7 +166,7 @@ def test_tensorrt_decoding_gives_the_same_tokens(tensorrt, bundle, gens, tmp_pat
     """fp32 engines, state on the GPU (CUDA graphs where the shapes repeat: the RNN step)."""
     import shutil
 
-    from genctl.build import GateConfig, build
+    from genctl.optimize import GateConfig, build
 
     path = tmp_path / "text"
     shutil.copytree(bundle.path, path)
@@ -288,8 +288,8 @@ def test_evaluate_text_reports_control_accuracy_novelty_diversity(gens):
 def test_build_gate_checks_locale_control_accuracy(bundle, tmp_path):
     import shutil
 
-    from genctl.build import GateConfig, build
-    from genctl.build.gate import control_samples
+    from genctl.optimize import GateConfig, build
+    from genctl.optimize.gate import control_samples
     from genctl.eval.text import evaluate_text
 
     assert control_samples(bundle, GateConfig()) == 100  # names per locale by default (images: 20 per class)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from genctl.build import GateConfig, build, ort_variants
+from genctl.optimize import GateConfig, build, ort_variants
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError, GenctlError, ParityError
 from genctl.export import parity
@@ -43,7 +43,7 @@ def fresh(cvae_bundle, tmp_path) -> Path:
 
 def poison(graph: str, initializer: str):
     """A converter that really builds the variant, then sets one of ``graph``'s weights to NaN."""
-    from genctl.build import ort_variants
+    from genctl.optimize import ort_variants
 
     real = ort_variants.build_variant
 
@@ -108,7 +108,7 @@ def test_int8_generator_runs_close_to_fp32(built):
 
 
 def test_gate_refuses_nan_variant_and_writes_nothing(fresh, monkeypatch):
-    import genctl.build as build_mod
+    import genctl.optimize as build_mod
 
     manifest_before = (fresh / "manifest.json").read_bytes()
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
@@ -119,7 +119,7 @@ def test_gate_refuses_nan_variant_and_writes_nothing(fresh, monkeypatch):
 
 
 def test_force_keeps_failed_variant_marked(fresh, monkeypatch):
-    import genctl.build as build_mod
+    import genctl.optimize as build_mod
 
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
     record = build(fresh, precision="int8", gate=FAST, force=True)
@@ -133,7 +133,7 @@ def test_force_keeps_failed_variant_marked(fresh, monkeypatch):
 
 
 def test_keep_fp32_is_the_fix(fresh, monkeypatch):
-    import genctl.build as build_mod
+    import genctl.optimize as build_mod
 
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
     record = build(fresh, precision="int8", gate=FAST, keep_fp32=["decode"])
@@ -153,7 +153,7 @@ def test_reduce_range_only_on_x86_without_vnni():
 
 def test_gate_refuses_a_variant_beyond_tolerance(fresh):
     # int8 is a real approximation (~1e-2 here): judged by the fp32 tolerance it must be refused.
-    from genctl.build import gate as gate_mod
+    from genctl.optimize import gate as gate_mod
 
     tolerances = dict(parity.TOLERANCE, int8=parity.TOLERANCE["fp32"])
     with pytest.MonkeyPatch.context() as mp:

@@ -153,7 +153,7 @@ def test_gpu_onnxruntime_keeps_x_t_on_the_device_and_matches_cpu(cuda, gens):
 def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, tmp_path, precision, tolerance):
     """Engines for the fused step: x_t stays on the GPU, the step is captured once and replayed;
     captured and plain enqueues agree, and both match ONNX Runtime on CPU."""
-    from genctl.build import GateConfig, build
+    from genctl.optimize import GateConfig, build
     from genctl.runtime.backends.tensorrt import TensorRTBackend
 
     path = tmp_path / "diffusion"

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from genctl.build.cache import Platform, engine_key, folder_name, mismatch
-from genctl.build.profiles import DimRange, bundle_profiles, check_shapes, dim_ranges, parse_range
+from genctl.optimize.cache import Platform, engine_key, folder_name, mismatch
+from genctl.optimize.profiles import DimRange, bundle_profiles, check_shapes, dim_ranges, parse_range
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError, GenctlError
 from genctl.spec import GraphSpec, TensorSpec
@@ -184,7 +184,7 @@ def gpu_bundle(cvae_bundle, tmp_path):
 
 
 def _no_control():
-    from genctl.build import GateConfig
+    from genctl.optimize import GateConfig
 
     return GateConfig(control_n_per_class=0)
 
@@ -192,7 +192,7 @@ def _no_control():
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_build_parity_and_cache(gpu_bundle, precision):
-    from genctl.build import build
+    from genctl.optimize import build
     from genctl.export import parity
     from genctl.runtime.generator import Generator
 
@@ -217,7 +217,7 @@ def test_engine_build_parity_and_cache(gpu_bundle, precision):
 
 @pytest.mark.gpu
 def test_engine_from_another_gpu_refused(gpu_bundle):
-    from genctl.build import build
+    from genctl.optimize import build
     from genctl.runtime.generator import Generator
 
     record = build(gpu_bundle, target="tensorrt", precision="fp16", batch="1:4:16", gate=_no_control())
@@ -231,7 +231,7 @@ def test_engine_from_another_gpu_refused(gpu_bundle):
 @pytest.mark.gpu
 def test_engine_bench_vs_onnxruntime(gpu_bundle):
     """Not a gate: prints ms per generate call so a GPU run records the numbers."""
-    from genctl.build import build
+    from genctl.optimize import build
     from genctl.runtime.generator import Generator
 
     build(gpu_bundle, target="tensorrt", precision="fp16", batch="1:64:256", gate=_no_control())

@@ -23,7 +23,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
 ) -> None:
     """Build an optimized variant and run the quality gate (graph + loop parity, control accuracy)."""
-    from genctl.build import GateConfig, Int8Options, build as run_build
+    from genctl.optimize import GateConfig, Int8Options, build as run_build
     from genctl.errors import GenctlError
 
     dims = {}

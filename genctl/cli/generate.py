@@ -31,7 +31,7 @@ def generate(
     prefix: Annotated[Optional[str], typer.Option(help="Text: prompt prefix, e.g. 'Ma'.")] = None,
 ) -> None:
     """Generate samples for the given conditions and print a summary (or write them with --out)."""
-    from genctl.cli.output import check_out
+    from genctl.render.samples import check_out
     from genctl.conditions import parse_cond_args
     from genctl.runtime.generator import Generator
 
@@ -52,7 +52,7 @@ def generate(
 def _from_inputs(gen, path: Path, label: str | None) -> dict:
     import numpy as np
 
-    from genctl.cli.output import read_images
+    from genctl.render.samples import read_images
     from genctl.errors import GenctlError
 
     if label is None:
@@ -63,7 +63,7 @@ def _from_inputs(gen, path: Path, label: str | None) -> dict:
 
 
 def _report(gen, samples, out: Path | None) -> None:
-    from genctl.cli.output import write_samples
+    from genctl.render.samples import write_samples
 
     if samples.kind == "text":
         for i, text in enumerate(samples.texts):

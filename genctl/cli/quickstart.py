@@ -23,7 +23,7 @@ def quickstart(
 
     from genctl.bench.report import bench_table
     from genctl.bench.runner import run_bench
-    from genctl.cli.output import write_samples
+    from genctl.render.samples import write_samples
     from genctl.errors import GenctlError
     from genctl.export import export_bundle
     from genctl.runtime.generator import Generator

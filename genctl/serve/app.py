@@ -31,7 +31,7 @@ def handle_generate(gen: Generator, body: dict) -> dict:
     if samples.kind == "text":
         out["texts"] = samples.texts
     elif body.get("format") == "png":
-        from genctl.cli.output import grid_image
+        from genctl.render.samples import grid_image
 
         buf = io.BytesIO()
         grid_image(samples).save(buf, format="PNG")

@@ -33,7 +33,7 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 
     if bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version():
         try:
-            from genctl.build.tensorrt import current_platform
+            from genctl.optimize.tensorrt import current_platform
             from genctl.runtime.backends.tensorrt import select_record
 
             if select_record(bundle, precision, current_platform()).get("status") == "passed":

@@ -37,8 +37,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from genctl.build.cache import mismatch
-from genctl.build.profiles import check_shapes
+from genctl.optimize.cache import mismatch
+from genctl.optimize.profiles import check_shapes
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError
 from genctl.io import sha256_file
@@ -114,7 +114,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", record: dict | None = None,
                  engine_dir: Path | None = None, cuda_graphs: bool = True):
-        from genctl.build.tensorrt import current_platform, import_tensorrt
+        from genctl.optimize.tensorrt import current_platform, import_tensorrt
 
         super().__init__(bundle, precision)
         trt = import_tensorrt()

@@ -4,7 +4,7 @@
   (``fp32`` on this target is the offline-optimized graph, recorded as variant ``opt``) and records
   ``manifest["variants"][variant]`` = files + sha256, provenance, gate report, status.
 - ``--target tensorrt --precision fp32|fp16`` builds one engine per graph into
-  ``engines/<key>/`` and records ``manifest["engines"][key]`` (see ``genctl.build.tensorrt``).
+  ``engines/<key>/`` and records ``manifest["engines"][key]`` (see ``genctl.optimize.tensorrt``).
 
 New files are written under temporary names, gated, then renamed; a refused variant leaves the
 bundle exactly as it was (``force=True`` keeps it, marked ``"status": "failed"``).
@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from genctl.build.gate import GateConfig, run_gate
-from genctl.build.ort_variants import Int8Options, build_variant
-from genctl.build.profiles import DimRange, dim_ranges
+from genctl.optimize.gate import GateConfig, run_gate
+from genctl.optimize.ort_variants import Int8Options, build_variant
+from genctl.optimize.profiles import DimRange, dim_ranges
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError, ParityError
 from genctl.io import sha256_file
@@ -40,7 +40,7 @@ def build(bundle: str | Path | Bundle, *, target: str = "onnxruntime", precision
     check_writable(bundle)
     ranges = dim_ranges(bundle, batch, dims)
     if target == "tensorrt":
-        from genctl.build.tensorrt import build_engines
+        from genctl.optimize.tensorrt import build_engines
 
         return build_engines(bundle, ranges, precision, force=force, gate=gate)
     return build_ort_variant(bundle, "opt" if precision == "fp32" else precision, force=force,

@@ -2,7 +2,7 @@
 
 For each graph: ``trt.Builder`` → network (explicit batch is the only mode in TensorRT 10) →
 ``trt.OnnxParser`` → ``IBuilderConfig`` with one optimization profile (min/opt/max per input from
-``genctl.build.profiles``), the FP16 flag for ``fp16`` (TF32 cleared for ``fp32`` so fp32 means
+``genctl.optimize.profiles``), the FP16 flag for ``fp16`` (TF32 cleared for ``fp32`` so fp32 means
 fp32 and the 1e-4 gate applies), a persisted timing cache → ``build_serialized_network``.
 
 Engines land in ``BUNDLE/engines/<key>/<graph>.engine`` (the folder is written beside and renamed
@@ -20,9 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from genctl.build.cache import Platform, engine_key, folder_name, key_material
-from genctl.build.gate import GateConfig, control_samples, run_gate
-from genctl.build.profiles import DimRange, bundle_profiles
+from genctl.optimize.cache import Platform, engine_key, folder_name, key_material
+from genctl.optimize.gate import GateConfig, control_samples, run_gate
+from genctl.optimize.profiles import DimRange, bundle_profiles
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, GenctlError
 from genctl.io import atomic_dir, sha256_file
@@ -112,7 +112,7 @@ def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str
         report = _gate(bundle, precision, record, tmp, ranges, gate)
         record.update(gate=report, status="passed" if report["passed"] else "failed")
         if not report["passed"] and not force:
-            from genctl.build import gate_error
+            from genctl.optimize import gate_error
 
             raise gate_error(f"tensorrt {precision}", report)
     engines[key] = record
