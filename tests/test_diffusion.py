@@ -148,6 +148,32 @@ def test_gpu_onnxruntime_keeps_x_t_on_the_device_and_matches_cpu(cuda, gens):
             assert rel_l2(b.data, a.data) <= 1e-3
 
 
+def test_torch_loop_on_tensor_values_matches_numpy_calls(gens):
+    """The torch backend's device-resident loop (x_t kept as a tensor between steps, as on CUDA),
+    run on CPU tensors: the same samples as the numpy path."""
+    from genctl.runtime.backends.base import TorchValues
+
+    ref, _ = gens
+    with Generator.load(ref.bundle, backend="torch+cpu") as g:
+        g.backend.values = TorchValues("cpu")
+        for controls in ({"steps": 8, "guidance_scale": 3.0}, {"steps": 5, "sampler": "ddpm"}):
+            a = ref.generate({"label": [2, 9]}, n=2, seed=4, **controls)
+            b = g.generate({"label": [2, 9]}, n=2, seed=4, **controls)
+            assert rel_l2(b.data, a.data) <= 1e-6
+
+
+@pytest.mark.gpu
+def test_gpu_torch_baselines_keep_x_t_on_the_device_and_match_cpu(cuda, gens):
+    _, cpu = gens
+    for name in ("torch", "torch-compile"):
+        with Generator.load(cpu.bundle, backend=name) as g:
+            assert g.backend.describe() == f"{name}[cuda]" and g.backend.values.device == "cuda"
+            for _ in range(2):  # the second run replays torch.compile's CUDA graphs
+                a = cpu.generate({"label": [2, 9]}, n=3, seed=4, steps=20, guidance_scale=3.0)
+                b = g.generate({"label": [2, 9]}, n=3, seed=4, steps=20, guidance_scale=3.0)
+                assert rel_l2(b.data, a.data) <= 1e-3
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
 def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, tmp_path, precision, tolerance):

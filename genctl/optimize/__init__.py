@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from genctl.optimize.gate import GateConfig, run_gate
-from genctl.optimize.ort_variants import Int8Options, build_variant
+from genctl.optimize.ort_variants import Int8Options, build_variant, optimization_provider
 from genctl.optimize.profiles import DimRange, dim_ranges
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError, ParityError
@@ -84,6 +84,10 @@ def build_ort_variant(bundle: Bundle, variant: str, *, force: bool = False, keep
     previous = variants.get(variant)
     try:
         record = {"graphs": {}, "provenance": {}}
+        if variant == "opt":  # optimised for, and only loadable on, the provider it will run on here
+            from genctl.runtime.devices import onnxruntime_providers
+
+            record["provider"] = optimization_provider(onnxruntime_providers()[1])
         for name, spec in bundle.graphs.items():
             if name in keep_fp32:
                 record["graphs"][name] = {"file": spec.file, "sha256": spec.sha256}
@@ -91,7 +95,8 @@ def build_ort_variant(bundle: Bundle, variant: str, *, force: bool = False, keep
                 continue
             tmp = bundle.path / "graphs" / f".{name}.{variant}.onnx.tmp-{os.getpid()}"
             tmp_files[name] = tmp
-            record["provenance"][name] = build_variant(bundle.graph_file(name), tmp, variant, int8)
+            record["provenance"][name] = build_variant(bundle.graph_file(name), tmp, variant, int8,
+                                                       provider=record.get("provider", "CPUExecutionProvider"))
             record["graphs"][name] = {"file": tmp.relative_to(bundle.path).as_posix(), "sha256": sha256_file(tmp)}
         variants[variant] = record  # the gate opens the candidate through the manifest, in memory only
         report = _gate_ort(bundle, variant, gate)

@@ -49,6 +49,8 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 
 # ``NAME+OPTION``: variants of one backend that bench can put side by side.
 BACKEND_OPTIONS = {
+    "torch": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
+    "torch-compile": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
     "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
 }

@@ -60,6 +60,21 @@ def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
     return out
 
 
+def check_opt_provider(bundle: Bundle, providers: list[str]) -> None:
+    """An ``opt`` graph holds fusions for the provider it was optimised with (the CPU provider's
+    FusedConv+LeakyRelu fails to load on CUDA); refuse it under another provider, with the fix."""
+    from genctl.optimize.ort_variants import optimization_provider
+
+    record = bundle.manifest.get("variants", {}).get("opt", {})
+    built = record.get("provider") or next(iter(record.get("provenance", {}).values()), {}).get("provider")
+    here = optimization_provider(providers)
+    if built and built != here:
+        short = lambda p: p.replace("ExecutionProvider", "")  # noqa: E731
+        raise BackendUnavailable(f"Variant 'opt' of bundle '{bundle.path}'", got=f"optimised for {short(built)} (here {short(here)})",
+                                 expected=f"a graph optimised for {short(here)}",
+                                 fix=f"run 'genctl build {bundle.path} --target onnxruntime --precision fp32' on this machine")
+
+
 class OnnxRuntimeBackend(Backend):
     """One InferenceSession per graph. Single calls use ``session.run`` on numpy arrays.
 
@@ -80,6 +95,8 @@ class OnnxRuntimeBackend(Backend):
         ort = import_ort()
         _, usable = onnxruntime_providers()
         self.providers = providers or usable
+        if precision == "opt":
+            check_opt_provider(bundle, self.providers)
         self.sessions = {}
         for name in bundle.graphs:
             path = bundle.graph_file(name, precision)
