@@ -51,7 +51,7 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 BACKEND_OPTIONS = {
     "torch": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
     "torch-compile": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
-    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}},
+    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "cudagraphs": {"cuda_graphs": True}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
 }
 
