@@ -34,6 +34,7 @@ from genctl.optimize.profiles import DimRange, bundle_profiles
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, GenctlError
 from genctl.io import atomic_dir, sha256_file
+from genctl.spec import GraphSpec
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory limit (tactics needing more are skipped)
 log = logging.getLogger("genctl.tensorrt")
@@ -126,20 +127,34 @@ def _parse(trt, network, logger, onnx_path: Path, graph: str, label: str) -> Non
                       expected=f"a graph {label} supports", fix="use --target onnxruntime for this bundle")
 
 
+def io_mismatch(spec, inputs: list[str], outputs: list[str]) -> str | None:
+    """How an engine's (or network's) I/O tensor names differ from the GraphSpec, or None."""
+    diffs = []
+    for what, got, want in (("inputs", inputs, spec.input_names), ("outputs", outputs, spec.output_names)):
+        if sorted(got) != sorted(want):
+            diffs.append(f"{what} {sorted(got)} (GraphSpec {sorted(want)})")
+    return "; ".join(diffs) or None
+
+
 def _check(ok: bool, what: str, graph: str, label: str, logger) -> None:
     if not ok:
         raise GenctlError(f"{label} build of graph '{graph}'", got=f"{what} failed: {'; '.join(logger.errors)[:200] or 'see --verbose'}",
                           expected="a valid builder configuration")
 
 
-def build_engine(trt, fl: Flavor, onnx_path: Path, graph: str, profile: Mapping[str, dict],
+def build_engine(trt, fl: Flavor, onnx_path: Path, spec: GraphSpec, profile: Mapping[str, dict],
                  capabilities: Sequence[str], timing_cache: Path | None) -> bytes:
     """Parse ``onnx_path`` into a strongly typed network and return the serialized engine."""
+    graph = spec.name
     logger = make_logger(trt)
     builder = trt.Builder(logger)
     strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
     network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
     _parse(trt, network, logger, onnx_path, graph, fl.label)
+    diff = io_mismatch(spec, [network.get_input(i).name for i in range(network.num_inputs)],
+                       [network.get_output(i).name for i in range(network.num_outputs)])
+    if diff:
+        raise GenctlError(f"{fl.label} network of graph '{graph}'", got=diff, expected="the GraphSpec's tensors", fix="re-export the bundle")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if hasattr(trt.BuilderFlag, "TF32"):
@@ -199,15 +214,32 @@ def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str
     cached = engines.get(key, {})
     if cached.get("status") in ("passed", "built" if no_gate else "passed") and not force and _files_ok(bundle, cached):
         return cached  # same graphs, profiles, precision, module version and GPU / capability list
+    fresh = not (bundle.path / "engines").exists()
+    try:
+        record = _build_folder(bundle, fl, trt, platform, key, sources, profiles, ranges, precision, no_gate, gate, force)
+    except BaseException:
+        if fresh and (bundle.path / "engines").is_dir() and not any((bundle.path / "engines").iterdir()):
+            (bundle.path / "engines").rmdir()  # a failed first build leaves the bundle as it was
+        raise
+    engines[key] = record
+    bundle.save_manifest()
+    return record
+
+
+def _build_folder(bundle: Bundle, fl: Flavor, trt, platform: Platform, key: str, sources: Mapping[str, tuple[Path, str]],
+                  profiles: dict, ranges: Mapping[str, DimRange], precision: str, no_gate: str | None,
+                  gate: GateConfig | None, force: bool) -> dict:
+    """Build every engine into a temp folder, gate where possible, rename it into place; the record."""
+    shas = {name: sha for name, (_, sha) in sources.items()}
     rel_dir = f"engines/{folder_name(key)}"
     timing = bundle.path / "engines" / f"timing-{_platform_tag(platform)}.cache" if fl.timing_cache else None
     with atomic_dir(bundle.path / rel_dir, overwrite=True, what="engine folder") as tmp:
-        record = {"key": key, "target": target, "precision": precision, "platform": platform.to_json(), "profiles": profiles,
+        record = {"key": key, "target": fl.target, "precision": precision, "platform": platform.to_json(), "profiles": profiles,
                   "dims": {d: r.as_list() for d, r in ranges.items()}, "graphs": {},
                   "material": key_material(shas, profiles, precision, platform), "built_at": _now()}
         for name, (source, sha) in sources.items():
             start = time.perf_counter()
-            (tmp / f"{name}.engine").write_bytes(build_engine(trt, fl, source, name, profiles[name], platform.capabilities, timing))
+            (tmp / f"{name}.engine").write_bytes(build_engine(trt, fl, source, bundle.graphs[name], profiles[name], platform.capabilities, timing))
             record["graphs"][name] = {"file": f"{rel_dir}/{name}.engine", "sha256": sha256_file(tmp / f"{name}.engine"),
                                       "source": Path(os.path.relpath(source, bundle.path)).as_posix(), "source_sha256": sha,
                                       "build_seconds": round(time.perf_counter() - start, 3)}
@@ -219,9 +251,7 @@ def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str
             if not report["passed"] and not force:
                 from genctl.optimize import gate_error
 
-                raise gate_error(f"{target} {precision}", report)
-    engines[key] = record
-    bundle.save_manifest()
+                raise gate_error(f"{fl.target} {precision}", report)
     return record
 
 

@@ -78,15 +78,6 @@ def select_record(bundle: Bundle, precision: str, platform) -> dict:
     return (by_status["passed"] or by_status["built"] or usable)[-1]
 
 
-def io_mismatch(spec, inputs: list[str], outputs: list[str]) -> str | None:
-    """How an engine's (or network's) I/O tensor names differ from the GraphSpec, or None."""
-    diffs = []
-    for what, got, want in (("inputs", inputs, spec.input_names), ("outputs", outputs, spec.output_names)):
-        if sorted(got) != sorted(want):
-            diffs.append(f"{what} {sorted(got)} (GraphSpec {sorted(want)})")
-    return "; ".join(diffs) or None
-
-
 class CapturePolicy:
     """When to capture a CUDA graph, and which capture to replay.
 
@@ -187,6 +178,8 @@ class TensorRTBackend(Backend):
         """The engine's I/O tensors and input profiles must be the GraphSpec's and the build record's."""
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT]
+        from genctl.optimize.tensorrt import io_mismatch
+
         diff = io_mismatch(self.bundle.graphs[graph], inputs, [n for n in names if n not in inputs])
         for name in inputs if diff is None else ():
             built = [list(s) for s in engine.get_tensor_profile_shape(name, 0)]
