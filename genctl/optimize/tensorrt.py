@@ -197,6 +197,24 @@ def gate_possible(fl: Flavor, platform: Platform) -> str | None:
         f"no GPU of compute capability {platform.compute_capability} here (found: {here or 'no GPU'})"
 
 
+@dataclasses.dataclass
+class EngineSet:
+    """One set of engines to build: everything its cache key hashes, and the module that builds it."""
+
+    bundle: Bundle
+    fl: Flavor
+    trt: object
+    platform: Platform
+    precision: str
+    sources: dict[str, tuple[Path, str]]  # graph -> (onnx file, sha256)
+    ranges: Mapping[str, DimRange]
+
+    def __post_init__(self) -> None:
+        self.profiles = bundle_profiles(self.bundle, self.ranges)
+        self.shas = {name: sha for name, (_, sha) in self.sources.items()}
+        self.key = engine_key(self.shas, self.profiles, self.precision, self.platform)
+
+
 def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str, *, target: str = "tensorrt",
                   capabilities: str | None = None, force: bool = False, gate: GateConfig | None = None) -> dict:
     """Build (or reuse) the engine set for this bundle/profile/precision/platform; gate; record it."""
@@ -205,53 +223,49 @@ def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str
     fl = flavor(target)
     trt = fl.load()
     platform = build_platform(fl, trt, parse_capabilities(capabilities, fl, gpu_compute_capability()))
-    sources = engine_sources(bundle, precision)
-    profiles = bundle_profiles(bundle, ranges)
-    shas = {name: sha for name, (_, sha) in sources.items()}
-    key = engine_key(shas, profiles, precision, platform)
+    job = EngineSet(bundle, fl, trt, platform, precision, engine_sources(bundle, precision), ranges)
     no_gate = gate_possible(fl, platform)
     engines = bundle.manifest.setdefault("engines", {})
-    cached = engines.get(key, {})
+    cached = engines.get(job.key, {})
     if cached.get("status") in ("passed", "built" if no_gate else "passed") and not force and _files_ok(bundle, cached):
         return cached  # same graphs, profiles, precision, module version and GPU / capability list
     fresh = not (bundle.path / "engines").exists()
     try:
-        record = _build_folder(bundle, fl, trt, platform, key, sources, profiles, ranges, precision, no_gate, gate, force)
+        record = _build_folder(job, no_gate, gate, force)
     except BaseException:
         if fresh and (bundle.path / "engines").is_dir() and not any((bundle.path / "engines").iterdir()):
             (bundle.path / "engines").rmdir()  # a failed first build leaves the bundle as it was
         raise
-    engines[key] = record
+    engines[job.key] = record
     bundle.save_manifest()
     return record
 
 
-def _build_folder(bundle: Bundle, fl: Flavor, trt, platform: Platform, key: str, sources: Mapping[str, tuple[Path, str]],
-                  profiles: dict, ranges: Mapping[str, DimRange], precision: str, no_gate: str | None,
-                  gate: GateConfig | None, force: bool) -> dict:
+def _build_folder(job: EngineSet, no_gate: str | None, gate: GateConfig | None, force: bool) -> dict:
     """Build every engine into a temp folder, gate where possible, rename it into place; the record."""
-    shas = {name: sha for name, (_, sha) in sources.items()}
-    rel_dir = f"engines/{folder_name(key)}"
-    timing = bundle.path / "engines" / f"timing-{_platform_tag(platform)}.cache" if fl.timing_cache else None
+    bundle, fl = job.bundle, job.fl
+    rel_dir = f"engines/{folder_name(job.key)}"
+    timing = bundle.path / "engines" / f"timing-{_platform_tag(job.platform)}.cache" if fl.timing_cache else None
     with atomic_dir(bundle.path / rel_dir, overwrite=True, what="engine folder") as tmp:
-        record = {"key": key, "target": fl.target, "precision": precision, "platform": platform.to_json(), "profiles": profiles,
-                  "dims": {d: r.as_list() for d, r in ranges.items()}, "graphs": {},
-                  "material": key_material(shas, profiles, precision, platform), "built_at": _now()}
-        for name, (source, sha) in sources.items():
+        record = {"key": job.key, "target": fl.target, "precision": job.precision, "platform": job.platform.to_json(),
+                  "profiles": job.profiles, "dims": {d: r.as_list() for d, r in job.ranges.items()}, "graphs": {},
+                  "material": key_material(job.shas, job.profiles, job.precision, job.platform), "built_at": _now()}
+        for name, (source, sha) in job.sources.items():
             start = time.perf_counter()
-            (tmp / f"{name}.engine").write_bytes(build_engine(trt, fl, source, bundle.graphs[name], profiles[name], platform.capabilities, timing))
+            blob = build_engine(job.trt, fl, source, bundle.graphs[name], job.profiles[name], job.platform.capabilities, timing)
+            (tmp / f"{name}.engine").write_bytes(blob)
             record["graphs"][name] = {"file": f"{rel_dir}/{name}.engine", "sha256": sha256_file(tmp / f"{name}.engine"),
                                       "source": Path(os.path.relpath(source, bundle.path)).as_posix(), "source_sha256": sha,
                                       "build_seconds": round(time.perf_counter() - start, 3)}
         if no_gate:
             record.update(gate={"skipped": no_gate}, status="built")
         else:
-            report = _gate(bundle, fl, precision, record, tmp, ranges, gate)
+            report = _gate(bundle, fl, job.precision, record, tmp, job.ranges, gate)
             record.update(gate=report, status="passed" if report["passed"] else "failed")
             if not report["passed"] and not force:
                 from genctl.optimize import gate_error
 
-                raise gate_error(f"{fl.target} {precision}", report)
+                raise gate_error(f"{fl.target} {job.precision}", report)
     return record
 
 
