@@ -38,6 +38,7 @@ from genctl.spec import GraphSpec
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory limit (tactics needing more are skipped)
 log = logging.getLogger("genctl.tensorrt")
+_PLUGINS_READY: set[str] = set()  # modules whose plugin library is registered
 
 
 def import_tensorrt(target: str = "tensorrt"):
@@ -108,8 +109,11 @@ def make_logger(trt):
 
     logger = Logger()
     init_plugins = getattr(trt, "init_libnvinfer_plugins", None)
-    if init_plugins is not None and not init_plugins(logger, ""):
-        log.info("init_libnvinfer_plugins failed; graphs that need a plugin will not parse")
+    if init_plugins is not None and trt.__name__ not in _PLUGINS_READY:  # once per module and process
+        if init_plugins(logger, ""):
+            _PLUGINS_READY.add(trt.__name__)
+        else:
+            log.info("init_libnvinfer_plugins failed; graphs that need a plugin will not parse")
     return logger
 
 
