@@ -67,7 +67,7 @@ class Vector:
                                  expected=f"{self.dim} comma-separated numbers") from None
         if len(vec) != self.dim:
             raise ConditionError(f"Condition '{self.name}'", got=f"{len(vec)} values", expected=f"{self.dim} values")
-        bad = [v for v in vec if not (self.low <= v <= self.high)]
+        bad = [v for v in vec if not (math.isfinite(v) and self.low <= v <= self.high)]
         if bad:
             raise ConditionError(f"Condition '{self.name}'", got=bad[0], expected=f"values in [{self.low}, {self.high}]")
         return vec
@@ -181,6 +181,8 @@ def parse_cond_args(items: Sequence[str]) -> dict[str, str]:
         if "=" not in item:
             raise ConditionError("--cond", got=repr(item), expected="NAME=VALUE, e.g. label=7 or label=0,1,2")
         key, value = item.split("=", 1)
+        if key.strip() in out:  # the last one would silently win
+            raise ConditionError(f"--cond '{key.strip()}'", got="given twice", expected=f"once; several values give rows: {key.strip()}=1,2")
         out[key.strip()] = value.strip()
     return out
 
@@ -203,14 +205,18 @@ class Control:
 
     def check(self, value: Any) -> Any:
         flag = "--" + self.name.replace("_", "-")
+        if isinstance(value, bool) or (self.type is int and isinstance(value, float) and not value.is_integer()):
+            # int(2.5) would silently truncate and True is an int to Python: refuse both
+            raise ConditionError(f"Control {flag}", got=repr(value), expected=f"a {self.type.__name__}")
         try:
             value = self.type(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConditionError(f"Control {flag}", got=repr(value), expected=f"a {self.type.__name__}") from None
         if self.choices and value not in self.choices:
             raise ConditionError(f"Control {flag}", got=repr(value), expected=f"one of {list(self.choices)}")
-        if isinstance(value, float) and math.isnan(value):
-            raise ConditionError(f"Control {flag}", got="NaN", expected=f"a number {self._range()}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConditionError(f"Control {flag}", got="NaN" if math.isnan(value) else value,
+                                 expected=f"a finite number {self._range()}")
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if too_low or too_high:

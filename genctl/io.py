@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from genctl.errors import GenctlError
 
@@ -22,14 +22,72 @@ def sha256_file(path: Path) -> str:
 
 
 def check_writable_parent(out: Path, what: str) -> None:
-    """Fail early (before minutes of work) when ``out`` cannot be created."""
-    parent = out.resolve().parent
-    probe = parent
+    """Fail early (before minutes of work) when ``out`` cannot be created.
+
+    The nearest existing ancestor must be a directory in which a file can really be created: it is
+    probed with a temporary file, because ``os.access`` answers yes to root even for ``/proc``.
+    """
+    out = Path(out)
+    probe = out.resolve().parent
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise GenctlError(f"Output {what} '{out}'", got=f"'{probe}' is not a writable directory",
+    reason = None if probe.is_dir() else "not a directory"
+    if reason is None:
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".genctl-probe-", dir=probe)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+    if reason is not None:
+        raise GenctlError(f"Output {what} '{out}'", got=f"'{probe}' is not a writable directory ({reason})",
                           expected="a path inside a writable directory")
+
+
+def check_output_file(out: Path, what: str, suffixes: Sequence[str] | None = None) -> Path:
+    """Everything knowable about an output file before the work: not a folder, a known suffix, writable."""
+    out = Path(out)
+    if out.is_dir():
+        raise GenctlError(f"Output {what} '{out}'", got="an existing directory", expected="a file path")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        raise GenctlError(f"Output {what} '{out}'", got=f"suffix '{out.suffix}'", expected=f"one of {list(suffixes)}")
+    check_writable_parent(out, what)
+    return out
+
+
+def write_error(out: Path, what: str, exc: OSError) -> GenctlError:
+    """The one-line error for a write that failed anyway (disk full, permissions changed mid-run)."""
+    where = f" on '{exc.filename}'" if exc.filename and Path(exc.filename).name != Path(out).name else ""
+    return GenctlError(f"Writing {what} '{out}'", got=f"{exc.strerror or type(exc).__name__}{where}",
+                       expected="a writable location with free space", fix="nothing half-written was kept; free space or fix permissions and rerun")
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, what: str = "file") -> Iterator[Path]:
+    """Yield a temp path beside ``out``; on success it becomes ``out`` in one rename.
+
+    Any OSError while writing (disk full, permission changed mid-run) is a one-line GenctlError and
+    the temp file is removed, so ``out`` is either whole or untouched.
+    """
+    out = Path(out)
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
+        os.close(fd)
+        yield Path(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise write_error(out, what, exc) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: Path, text: str, what: str = "file") -> None:
+    """Write ``text`` to ``path`` whole or not at all."""
+    with atomic_file(path, what) as tmp:
+        tmp.write_text(text)
 
 
 @contextlib.contextmanager
@@ -43,9 +101,10 @@ def atomic_dir(out: Path, *, overwrite: bool = False, what: str = "directory") -
     if out.exists() and not overwrite:
         raise GenctlError(f"Output {what} '{out}'", got="an existing path", expected="a new path", fix="pass --force to replace it")
     check_writable_parent(out, what)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         yield tmp
         old = None
         if out.exists():
@@ -54,22 +113,15 @@ def atomic_dir(out: Path, *, overwrite: bool = False, what: str = "directory") -
         os.replace(tmp, out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # a write that failed anyway (disk full, permissions changed mid-run)
+        raise write_error(out, what, exc) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def write_json_atomic(path: Path, data: object, what: str = "file") -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n", what)
 
 
 def inside(root: Path, rel: str, subject: str) -> Path:

@@ -31,17 +31,23 @@ def generate(
     prefix: Annotated[Optional[str], typer.Option(help="Text: prompt prefix, e.g. 'Ma'.")] = None,
 ) -> None:
     """Generate samples for the given conditions and print a summary (or write them with --out)."""
-    from genctl.render.samples import check_out
+    from genctl.bundle import Bundle
     from genctl.conditions import parse_cond_args
-    from genctl.runtime.generator import Generator
+    from genctl.errors import GenctlError
+    from genctl.render.samples import check_out
+    from genctl.runtime.generator import Generator, check_request
 
     conditions = parse_cond_args(cond or [])
     controls = dict(temperature=temperature, steps=steps, guidance_scale=guidance_scale, eta=eta, sampler=sampler,
                     top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens)
     inputs = {"prefix": prefix} if prefix is not None else {}
-    with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
-        if out is not None:
-            check_out(out, gen.bundle.output_kind)
+    if from_label is not None and from_image is None:
+        raise GenctlError("--from-label", got=repr(from_label), expected="--from IMAGE with it (the label of that image)")
+    b = Bundle.load(bundle)
+    if out is not None:  # everything checkable is checked before sessions open and samples are made
+        check_out(out, b.output_kind)
+    check_request(b, conditions, 16 if n is None else n, seed, **({"images": from_image} if from_image else {}), **inputs, **controls)
+    with Generator.load(b, backend=backend.value, precision=precision.value) as gen:
         if from_image is not None:
             inputs.update(_from_inputs(gen, from_image, from_label))
             n = n or len(inputs["images"])

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from genctl.errors import GenctlError
-from genctl.io import check_writable_parent
+from genctl.io import atomic_file, check_output_file
 from genctl.runtime.samplers import Samples
 
 SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy")}
@@ -40,26 +38,19 @@ def grid_image(samples: Samples, cell: int = 56, label_width: int = 90) -> Image
 
 
 def check_out(out: Path, kind: str) -> None:
-    """Refuse a bad --out before any work: wrong suffix for the kind of sample, or unwritable."""
+    """Refuse a bad --out before any work: a folder, the wrong suffix for the kind of sample, or unwritable."""
     allowed = SUFFIXES[kind]
-    if Path(out).suffix.lower() not in allowed:
+    if Path(out).suffix.lower() not in allowed and not Path(out).is_dir():
         raise GenctlError(f"--out '{out}'", got=f"suffix '{Path(out).suffix}'", expected=f"one of {list(allowed)} for {kind} samples")
-    check_writable_parent(Path(out), "file")
+    check_output_file(Path(out), "file", allowed)
 
 
 def write_samples(samples: Samples, out: Path) -> None:
-    """Write by suffix; the file appears whole or not at all (temp file + rename)."""
+    """Write by suffix; the file appears whole or not at all (temp file + rename, OSError → GenctlError)."""
     out = Path(out)
     check_out(out, samples.kind)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
-        _write(samples, Path(tmp), out.suffix.lower())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(out, "samples") as tmp:
+        _write(samples, tmp, out.suffix.lower())
 
 
 def _write(samples: Samples, path: Path, suffix: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from genctl.bundle import Bundle
-from genctl.conditions import resolve_controls
+from genctl.conditions import ConditionRows, resolve_controls
 from genctl.errors import ConditionError
 from genctl.runtime.backends import open_backend
 from genctl.runtime.backends.base import Backend
@@ -39,13 +39,7 @@ class Generator:
         ``kwargs`` holds sampling controls (``temperature``, ``steps``, ...; ``None`` = manifest
         default) and sampler inputs (``images=`` for re-conditioning, ``prefix=`` for text).
         """
-        check_count(n)
-        seed = check_seed(seed)
-        rows = self.bundle.conditions.parse(conditions)
-        names = {c.name for c in self.sampler.controls}
-        given = {k: v for k, v in kwargs.items() if k in names or not _is_input(k)}
-        inputs = {k: v for k, v in kwargs.items() if k not in given}
-        controls = resolve_controls(self.sampler.controls, given, self.bundle.sampler.get("defaults", {}))
+        rows, seed, controls, inputs = check_request(self.bundle, conditions, n, seed, **kwargs)
         self._bitgen.state = pcg64_state(seed)
         return self.sampler.sample(self.backend, rows, n, self._rng, controls, **inputs)
 
@@ -80,6 +74,33 @@ def pcg64_state(seed: int) -> dict:
 
 
 SAMPLER_INPUTS = ("images", "image_labels", "prefix")
+MAX_SAMPLES = 65536  # rows * n per call: the batch dim's limit in every exported graph (torch.export.Dim max)
+
+
+def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, seed: object,
+                  **kwargs: Any) -> tuple[ConditionRows, int, dict[str, Any], dict[str, Any]]:
+    """Validate a whole request against ``bundle`` without running anything.
+
+    Returns ``(rows, seed, controls, inputs)``. Every front (CLI, bench, eval, serve) can call it
+    before opening sessions or starting a long job, so a typo fails in one line, up front.
+    """
+    n = check_count(n)
+    seed = check_seed(seed)
+    rows = bundle.conditions.parse(conditions)
+    if rows.n_rows * n > MAX_SAMPLES:
+        raise ConditionError("-n (samples per condition)", got=f"{n} x {rows.n_rows} condition rows = {rows.n_rows * n} samples",
+                             expected=f"at most {MAX_SAMPLES} samples per call (the graphs' batch limit)",
+                             fix="generate in several calls")
+    sampler = sampler_class(bundle.sampler["kind"])
+    names = {c.name for c in sampler.controls}
+    given = {k: v for k, v in kwargs.items() if k in names or not _is_input(k)}
+    inputs = {k: v for k, v in kwargs.items() if k not in given}
+    unused = sorted(k for k, v in inputs.items() if v is not None and k not in sampler.inputs)
+    if unused:
+        raise ConditionError(f"Input '{unused[0]}'", got=f"an input the {bundle.family} sampler does not take",
+                             expected=f"one of {list(sampler.inputs) or '(none)'}")
+    controls = resolve_controls(sampler.controls, given, bundle.sampler.get("defaults", {}))
+    return rows, seed, controls, inputs
 
 
 def _is_input(key: str) -> bool:
@@ -88,7 +109,7 @@ def _is_input(key: str) -> bool:
 
 def check_count(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ConditionError("-n (samples per condition)", got=n, expected="a positive integer")
+        raise ConditionError("-n (samples per condition)", got=repr(n), expected="a positive integer")
     return int(n)
 
 

@@ -28,6 +28,7 @@ from genctl.runtime.samplers.base import Samples, Sampler
 
 class AutoregressiveSampler(Sampler):
     kind = "autoregressive"
+    inputs = ("prefix",)
     controls = [
         Control("temperature", float, 1.0, low=0.0, help="softmax temperature (0 = greedy)"),
         Control("top_k", int, 0, low=0, help="sample among the k most likely tokens (0 = all)"),

@@ -30,6 +30,7 @@ class Samples:
 class Sampler:
     kind: ClassVar[str]
     controls: ClassVar[list[Control]] = []
+    inputs: ClassVar[tuple[str, ...]] = ()  # sampler inputs beyond conditions (Generator.generate kwargs)
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle

@@ -18,6 +18,7 @@ from genctl.runtime.samplers.base import Samples, Sampler
 
 class OneShotSampler(Sampler):
     kind = "oneshot"
+    inputs = ("images", "image_labels")  # re-conditioning (cvae: encode graph)
     controls = [Control("temperature", float, 1.0, low=0.0, high=10.0, help="noise scale (1 = the prior)")]
 
     def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
