@@ -55,6 +55,17 @@ def check_output_file(out: Path, what: str, suffixes: Sequence[str] | None = Non
     return out
 
 
+def check_output_dir(out: Path, what: str, *, overwrite: bool = False) -> Path:
+    """An output folder (checkpoint, bundle): new unless ``overwrite``, inside a writable directory."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise GenctlError(f"Output {what} '{out}'", got="an existing path", expected="a new path", fix="pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise GenctlError(f"Output {what} '{out}'", got="an existing file", expected="a folder path")
+    check_writable_parent(out, what)
+    return out
+
+
 def write_error(out: Path, what: str, exc: OSError) -> GenctlError:
     """The one-line error for a write that failed anyway (disk full, permissions changed mid-run)."""
     where = f" on '{exc.filename}'" if exc.filename and Path(exc.filename).name != Path(out).name else ""
@@ -97,10 +108,7 @@ def atomic_dir(out: Path, *, overwrite: bool = False, what: str = "directory") -
     On any exception the temp dir is removed, so a crash or a failed parity check never leaves
     half a bundle or checkpoint behind, and an existing ``out`` is untouched.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise GenctlError(f"Output {what} '{out}'", got="an existing path", expected="a new path", fix="pass --force to replace it")
-    check_writable_parent(out, what)
+    out = check_output_dir(out, what, overwrite=overwrite)
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

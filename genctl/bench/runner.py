@@ -17,7 +17,9 @@ import numpy as np
 
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError
-from genctl.runtime.generator import Generator
+from genctl.runtime.generator import Generator, check_request, check_seed
+
+MAX_ITERS = 1_000_000  # timed or warm-up calls per configuration
 
 
 @dataclass
@@ -117,12 +119,16 @@ def extra_metrics(times: np.ndarray, metas: list[dict], batch: int) -> dict[str,
 
 def run_bench(bundle: Bundle, backends: list[tuple[str, str]], batch_sizes: list[int], *, warmup: int = 3,
               iters: int = 20, seed: int = 0, controls: dict | None = None,
-              on_step: Callable[[str], None] | None = None) -> list[BenchResult]:
-    """Benchmark every (backend, precision) at every batch size; torch eager is the speedup base."""
+              on_step: Callable[[str], None] | None = None, generators: list[Generator] | None = None) -> list[BenchResult]:
+    """Benchmark every (backend, precision) at every batch size; torch eager is the speedup base.
+
+    ``generators`` (from ``open_generators``) lets a caller open the backends before showing progress.
+    """
     controls = {k: v for k, v in (controls or {}).items() if v is not None}
+    check_bench(bundle, batch_sizes, warmup=warmup, iters=iters, seed=seed, controls=controls)
     results: list[BenchResult] = []
     with contextlib.ExitStack() as stack:  # open all first: a missing variant, package or GPU fails before any timing
-        gens = [stack.enter_context(Generator.load(bundle, backend=name, precision=precision)) for name, precision in backends]
+        gens = generators if generators is not None else open_generators(bundle, backends, stack)
         for (name, precision), gen in zip(backends, gens):
             for batch in batch_sizes:
                 times, inside, metas = time_config(gen, batch, warmup, iters, seed, controls)
@@ -138,6 +144,21 @@ def run_bench(bundle: Bundle, backends: list[tuple[str, str]], batch_sizes: list
                     on_step(f"{name}:{precision} batch {batch}")
     _speedups(results)
     return results
+
+
+def open_generators(bundle: Bundle, backends: list[tuple[str, str]], stack: contextlib.ExitStack) -> list[Generator]:
+    """Open every (backend, precision) first: a missing variant, package or GPU fails before any timing."""
+    return [stack.enter_context(Generator.load(bundle, backend=name, precision=precision)) for name, precision in backends]
+
+
+def check_bench(bundle: Bundle, batch_sizes: list[int], *, warmup: int, iters: int, seed: int, controls: dict) -> None:
+    """Refuse bad counts, batch sizes and controls before any backend opens."""
+    for flag, value, low in (("--iters", iters, 1), ("--warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_ITERS:
+            raise GenctlError(flag, got=repr(value), expected=f"an integer in {low}..{MAX_ITERS}")
+    # the largest batch with the bench's conditions and controls: the same checks every timed call passes
+    check_request(bundle, bench_conditions(bundle), max(batch_sizes), seed, **controls)
+    check_seed(seed + iters + warmup)
 
 
 def _speedups(results: list[BenchResult]) -> None:

@@ -25,24 +25,27 @@ def bench(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one record per (backend, batch) here.")] = None,
 ) -> None:
     """Time backends side by side in one run: p50/p90/p99 latency, samples/s, speedup vs torch."""
+    import contextlib
+
     from genctl import progress
     from genctl.bench.report import bench_table
-    from genctl.bench.runner import parse_backends, parse_batch_sizes, run_bench
+    from genctl.bench.runner import check_bench, open_generators, parse_backends, parse_batch_sizes, run_bench
     from genctl.bundle import Bundle
-    from genctl.errors import GenctlError
-    from genctl.io import check_writable_parent
+    from genctl.io import check_output_file, write_text_atomic
 
-    if iters <= 0 or warmup < 0:
-        raise GenctlError("--iters/--warmup", got=f"{iters}/{warmup}", expected="iters >= 1 and warmup >= 0")
     if json_out is not None:
-        check_writable_parent(json_out, "file")
+        check_output_file(json_out, "bench JSON", (".json",))
     b = Bundle.load(bundle)
     pairs, sizes = parse_backends(backends, precision), parse_batch_sizes(batch_sizes)
-    controls = {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}
-    with progress.bar("bench", len(pairs) * len(sizes)) as advance:
-        results = run_bench(b, pairs, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls,
-                            on_step=lambda what: advance(done=what))
+    controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}.items()
+                if v is not None}
+    check_bench(b, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls)
+    with contextlib.ExitStack() as stack:
+        gens = open_generators(b, pairs, stack)  # before the progress bar: a bad backend fails first, in one line
+        with progress.bar("bench", len(pairs) * len(sizes)) as advance:
+            results = run_bench(b, pairs, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls,
+                                on_step=lambda what: advance(done=what), generators=gens)
     console.print(bench_table(results, f"genctl bench {bundle} ({b.family}, {iters} iters after {warmup} warm-up)"))
     if json_out is not None:
-        json_out.write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+        write_text_atomic(json_out, json.dumps([r.to_json() for r in results], indent=2) + "\n", "bench JSON")
         console.print(f"wrote {json_out}")

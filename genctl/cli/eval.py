@@ -23,17 +23,20 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
 ) -> None:
     """Control accuracy (evaluator classifier trained on the same data), diversity, likelihood."""
-    from genctl.errors import ConditionError
-    from genctl.eval.report import evaluate_bundle
+    from genctl.bundle import Bundle
+    from genctl.eval.report import check_eval, evaluate_bundle
+    from genctl.io import check_output_file, write_text_atomic
     from genctl.runtime.generator import Generator
 
-    if n <= 0:
-        raise ConditionError("-n", got=n, expected="a positive integer")
-    with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
+    if json_out is not None:
+        check_output_file(json_out, "eval JSON", (".json",))
+    b = Bundle.load(bundle)
+    check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)  # before the evaluator trains
+    with Generator.load(b, backend=backend.value, precision=precision.value) as gen:
         report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
     console.print(report_table(report, f"genctl eval {bundle} ({gen.bundle.family}, {gen.backend.describe()})"))
     if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(json_out, json.dumps(report, indent=2) + "\n", "eval JSON")
         console.print(f"wrote {json_out}")
 
 

@@ -26,20 +26,26 @@ def quickstart(
     from genctl.render.samples import write_samples
     from genctl.errors import GenctlError
     from genctl.export import export_bundle
+    from genctl.io import check_writable_parent, write_text_atomic
     from genctl.runtime.generator import Generator
-    from genctl.training.train import train
+    from genctl.training.train import check_train, train
 
     if out.exists() and not (out / MARKER).exists():
         raise GenctlError(f"--out '{out}'", got="an existing folder not made by quickstart", expected="a new folder or an earlier quickstart's")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).touch()
+    check_writable_parent(out / MARKER, "folder")  # every check before a minute of training
+    check_train("cvae", dataset, out / "checkpoint", epochs=epochs, overwrite=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).touch()
+    except OSError as exc:
+        raise GenctlError(f"--out '{out}'", got=exc.strerror, expected="a folder that can be created") from None
     start = time.perf_counter()
     train("cvae", dataset, out / "checkpoint", epochs=epochs, overwrite=True)
     bundle = export_bundle(out / "checkpoint", out / "bundle", overwrite=True)
     with Generator.load(bundle, backend="onnxruntime") as gen:
         write_samples(gen.generate(None, n=10, seed=0), out / "grid.png")
     results = run_bench(bundle, [("torch", "fp32"), ("onnxruntime", "fp32")], [1, 64], warmup=3, iters=30)
-    (out / "bench.json").write_text(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    write_text_atomic(out / "bench.json", json.dumps([r.to_json() for r in results], indent=2) + "\n", "bench JSON")
     console.print(bench_table(results, "torch eager vs onnxruntime (samples/s per batch size)"))
     console.print(f"\n[bold]done in {time.perf_counter() - start:.0f} s[/]\n"
                   f"  checkpoint  {out / 'checkpoint'}\n  bundle      {out / 'bundle'}  (genctl inspect {out / 'bundle'})\n"

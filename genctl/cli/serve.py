@@ -22,11 +22,13 @@ def serve(
     from genctl.runtime.generator import Generator
     from genctl.serve import make_server
 
+    if not 0 <= port <= 65535:
+        raise GenctlError("--port", got=port, expected="a TCP port in 0..65535")
     gen = Generator.load(bundle, backend=backend.value, precision=precision.value)
     try:
         server = make_server(gen, host, port)
-    except OSError as exc:
-        raise GenctlError(f"--host/--port {host}:{port}", got=exc.strerror, expected="a free port on a local address") from None
+    except (OSError, OverflowError) as exc:
+        raise GenctlError(f"--host/--port {host}:{port}", got=getattr(exc, "strerror", None) or str(exc), expected="a free port on a local address") from None
     console.print(f"serving {bundle} ({gen.bundle.family}, {gen.backend.describe()}) on http://{host}:{port}  — Ctrl-C stops")
     try:
         server.serve_forever()

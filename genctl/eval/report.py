@@ -5,8 +5,21 @@ from genctl.errors import ConditionError
 from genctl.eval.images import control_accuracy
 
 
+def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> list[float] | None:
+    """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales."""
+    from genctl.runtime.generator import MAX_SAMPLES, check_request
+
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_SAMPLES:
+        raise ConditionError("-n", got=repr(n), expected=f"an integer in 1..{MAX_SAMPLES} (samples in total)")
+    scales = _scales(guidance_scales) if guidance_scales is not None or bundle.sampler["kind"] == "diffusion" else None
+    for w in scales or [None]:  # the controls each evaluation pass will use, checked against the sampler's schema
+        check_request(bundle, None, 1, seed, guidance_scale=w, steps=steps)
+    return scales
+
+
 def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> dict:
     bundle = gen.bundle
+    check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
     n_classes = len(bundle.conditions.conditions[0].names)
     per_class = max(1, n // n_classes)
     if bundle.output_kind == "text":
@@ -39,6 +52,9 @@ def _scales(text: str | None) -> list[float]:
     if text is None:
         return [0.0, 1.0, 3.0, 5.0]
     try:
-        return [float(t) for t in text.split(",") if t.strip()]
+        scales = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise ConditionError("--guidance-scales", got=repr(text), expected="comma-separated numbers, e.g. 0,1,3,5") from None
+        scales = []
+    if not scales:
+        raise ConditionError("--guidance-scales", got=repr(text), expected="comma-separated numbers, e.g. 0,1,3,5")
+    return scales

@@ -24,7 +24,7 @@ from genctl.errors import GenctlError, ParityError
 from genctl.export import parity
 from genctl.families import get_family
 from genctl.families.base import GraphDef
-from genctl.io import atomic_dir, sha256_file, write_json_atomic
+from genctl.io import atomic_dir, check_output_dir, sha256_file, write_json_atomic
 from genctl.logs import quiet
 from genctl.spec import GraphSpec
 from genctl.training.checkpoint import CONFIG, WEIGHTS, load_checkpoint
@@ -37,6 +37,7 @@ ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64
 def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False, opset: int = OPSET,
                   loop_seed: int = 0) -> Bundle:
     """Export ``checkpoint`` into the bundle folder ``out``; raises ParityError if parity fails."""
+    check_output_dir(out, "bundle", overwrite=overwrite)  # before loading, tracing and parity checks
     config, state = load_checkpoint(Path(checkpoint))
     family = get_family(config["family"])
     model = family.build_model(config)

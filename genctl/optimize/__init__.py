@@ -38,6 +38,7 @@ def build(bundle: str | Path | Bundle, *, target: str = "onnxruntime", precision
     Raises ParityError (nothing written) when the gate refuses it and ``force`` is false.
     """
     check_target(target, precision)
+    check_gate_config(gate)
     if compute_capability and target == "onnxruntime":
         raise GenctlError("--compute-capability", got="target 'onnxruntime'", expected="target tensorrt-rtx",
                           fix="leave the option out: ONNX variants run on any device")
@@ -59,6 +60,15 @@ def check_target(target: str, precision: str) -> None:
     if precision not in TARGETS[target]:
         raise GenctlError(f"--precision '{precision}' for target '{target}'", got="an unknown precision",
                           expected=f"one of {list(TARGETS[target])}")
+
+
+MAX_CONTROL_SAMPLES = 10_000  # per class or locale: 100 is the text default; more only costs time
+
+
+def check_gate_config(gate: GateConfig | None) -> None:
+    n = None if gate is None else gate.control_n_per_class
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_CONTROL_SAMPLES):
+        raise GenctlError("--control-samples", got=repr(n), expected=f"an integer in 0..{MAX_CONTROL_SAMPLES} (0 skips the check)")
 
 
 def check_keep(bundle: Bundle, keep_fp32: Sequence[str], target: str) -> None:

@@ -11,7 +11,7 @@ from genctl.conditions import ConditionRows, resolve_controls
 from genctl.errors import ConditionError
 from genctl.runtime.backends import open_backend
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers import Samples, sampler_class
+from genctl.runtime.samplers import Sampler, Samples, sampler_class
 
 
 class Generator:
@@ -39,7 +39,7 @@ class Generator:
         ``kwargs`` holds sampling controls (``temperature``, ``steps``, ...; ``None`` = manifest
         default) and sampler inputs (``images=`` for re-conditioning, ``prefix=`` for text).
         """
-        rows, seed, controls, inputs = check_request(self.bundle, conditions, n, seed, **kwargs)
+        rows, seed, controls, inputs = check_request(self.bundle, conditions, n, seed, self.sampler, **kwargs)
         self._bitgen.state = pcg64_state(seed)
         return self.sampler.sample(self.backend, rows, n, self._rng, controls, **inputs)
 
@@ -78,11 +78,12 @@ MAX_SAMPLES = 65536  # rows * n per call: the batch dim's limit in every exporte
 
 
 def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, seed: object,
-                  **kwargs: Any) -> tuple[ConditionRows, int, dict[str, Any], dict[str, Any]]:
+                  sampler: Sampler | None = None, /, **kwargs: Any) -> tuple[ConditionRows, int, dict[str, Any], dict[str, Any]]:
     """Validate a whole request against ``bundle`` without running anything.
 
     Returns ``(rows, seed, controls, inputs)``. Every front (CLI, bench, eval, serve) can call it
     before opening sessions or starting a long job, so a typo fails in one line, up front.
+    ``sampler`` (positional: ``sampler=`` is a diffusion control) reuses a Generator's instance.
     """
     n = check_count(n)
     seed = check_seed(seed)
@@ -91,7 +92,7 @@ def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, 
         raise ConditionError("-n (samples per condition)", got=f"{n} x {rows.n_rows} condition rows = {rows.n_rows * n} samples",
                              expected=f"at most {MAX_SAMPLES} samples per call (the graphs' batch limit)",
                              fix="generate in several calls")
-    sampler = sampler_class(bundle.sampler["kind"])
+    sampler = sampler or sampler_class(bundle.sampler["kind"])(bundle)
     names = {c.name for c in sampler.controls}
     given = {k: v for k, v in kwargs.items() if k in names or not _is_input(k)}
     inputs = {k: v for k, v in kwargs.items() if k not in given}
@@ -100,6 +101,7 @@ def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, 
         raise ConditionError(f"Input '{unused[0]}'", got=f"an input the {bundle.family} sampler does not take",
                              expected=f"one of {list(sampler.inputs) or '(none)'}")
     controls = resolve_controls(sampler.controls, given, bundle.sampler.get("defaults", {}))
+    sampler.check(controls, **{k: v for k, v in inputs.items() if v is not None})
     return rows, seed, controls, inputs
 
 

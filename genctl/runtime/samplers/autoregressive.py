@@ -54,6 +54,9 @@ class AutoregressiveSampler(Sampler):
         generated, meta = self.loop(stepper, prompt, locale, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
         return self.package(rows, n, prefix, prefix_ids, generated, meta)
 
+    def check(self, controls: dict[str, Any], prefix: str | None = None, **inputs: Any) -> None:
+        self.budget(controls["max_new_tokens"], len(check_text(prefix or "", self.vocab)))
+
     def budget(self, max_new_tokens: int, prefix_len: int) -> int:
         """New tokens allowed: BOS + prefix + all but the last new token must fit the context."""
         room = self.context - prefix_len

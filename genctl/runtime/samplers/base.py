@@ -40,6 +40,9 @@ class Sampler:
                controls: dict[str, Any], **inputs: Any) -> Samples:
         raise NotImplementedError
 
+    def check(self, controls: dict[str, Any], **inputs: Any) -> None:
+        """Checks that need the model (steps vs training timesteps, prefix vs vocabulary): before any graph runs."""
+
     def noise(self, spec_input, batch: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
         """Standard-normal noise for a ``noise``-role input, drawn from the sampler's seeded rng."""
         shape = spec_input.concrete({"batch": batch})

@@ -72,6 +72,9 @@ class DiffusionSampler(Sampler):
         meta = {"steps": steps, "guidance_scale": w, "eta": eta, "sampler": controls["sampler"], "step_s": step_s}
         return Samples(data=x, rows=rows.labels, n=n, kind="image", meta=meta)
 
+    def check(self, controls: dict[str, Any], **inputs: Any) -> None:
+        self._check(controls)
+
     def _check(self, controls: dict[str, Any]) -> tuple[int, float]:
         steps, w = controls["steps"], controls["guidance_scale"]
         if steps > self.train_timesteps:
