@@ -69,7 +69,8 @@ def check_output_dir(out: Path, what: str, *, overwrite: bool = False) -> Path:
 def write_error(out: Path, what: str, exc: OSError) -> GenctlError:
     """The one-line error for a write that failed anyway (disk full, permissions changed mid-run)."""
     where = f" on '{exc.filename}'" if exc.filename and Path(exc.filename).name != Path(out).name else ""
-    return GenctlError(f"Writing {what} '{out}'", got=f"{exc.strerror or type(exc).__name__}{where}",
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__)
+    return GenctlError(f"Writing {what} '{out}'", got=f"{reason}{where}",
                        expected="a writable location with free space", fix="nothing half-written was kept; free space or fix permissions and rerun")
 
 

@@ -34,7 +34,8 @@ class Precision(str, Enum):
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    # emoji=False: rich would turn ':b:' in a received value such as 'a:b:c' into an emoji
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(1)
 
 

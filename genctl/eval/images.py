@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from genctl.data import get_dataset
 from genctl.training.loop import fit, seed_everything
+from genctl.io import write_error
 
 EVALUATOR_VERSION = 1
 
@@ -62,9 +63,12 @@ def load_evaluator(dataset_name: str, epochs: int = 8) -> tuple[Evaluator, dict]
         seed=0, description=f"evaluator ({dataset_name})")
     info = {"dataset": dataset_name, "test_accuracy": float((model.predict(ds.x_test) == ds.y_test).mean()),
             "epochs": epochs, "version": EVALUATOR_VERSION}
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "info.json").write_text(json.dumps(info, indent=2))
+    try:  # info.json last: a cache missing it is retrained, never half-read
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.safetensors").write_bytes(save({k: v.contiguous() for k, v in model.state_dict().items()}))
+        (folder / "info.json").write_text(json.dumps(info, indent=2))
+    except OSError as exc:
+        raise write_error(folder, "evaluator cache (GENCTL_CACHE)", exc) from None
     return model.eval(), info
 
 

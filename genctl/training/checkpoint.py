@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from genctl.errors import BundleError
 from genctl.io import atomic_dir
@@ -27,7 +27,9 @@ def save_checkpoint(out: Path, model: torch.nn.Module, config: dict, *, overwrit
 
 def write_checkpoint_files(folder: Path, model: torch.nn.Module, config: dict) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS))
+    # serialise in memory and write with Python's I/O: a failed write is then an OSError (one-line
+    # error from atomic_dir), not safetensors' own exception
+    (folder / WEIGHTS).write_bytes(save(state))
     (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
 
 
