@@ -17,7 +17,7 @@ import numpy as np
 
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError
-from genctl.runtime.generator import Generator, check_request, check_seed
+from genctl.runtime.generator import MAX_SAMPLES, Generator, check_request, check_seed
 
 MAX_ITERS = 1_000_000  # timed or warm-up calls per configuration
 
@@ -156,6 +156,8 @@ def check_bench(bundle: Bundle, batch_sizes: list[int], *, warmup: int, iters: i
     for flag, value, low in (("--iters", iters, 1), ("--warmup", warmup, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_ITERS:
             raise GenctlError(flag, got=repr(value), expected=f"an integer in {low}..{MAX_ITERS}")
+    if max(batch_sizes) > MAX_SAMPLES:
+        raise GenctlError("--batch-sizes", got=max(batch_sizes), expected=f"at most {MAX_SAMPLES} (the graphs' batch limit)")
     # the largest batch with the bench's conditions and controls: the same checks every timed call passes
     check_request(bundle, bench_conditions(bundle), max(batch_sizes), seed, **controls)
     check_seed(seed + iters + warmup)
