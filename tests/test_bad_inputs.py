@@ -172,10 +172,31 @@ def test_bad_input_fails_in_one_line(line, fragments, tamper, cvae_bundle, cvae_
     np.testing.assert_array_equal(_samples(cvae_bundle), before)  # the bundle still loads and gives the same samples
 
 
+# Wrong types and unknown options are refused by the command line parser itself (exit 2, as click does),
+# in one line too rather than click's usage box.
+USAGE_ROWS = [
+    ("generate {bundle} -n abc", ["Invalid value for '-n'", "valid integer"]),
+    ("generate {bundle} --precision int4", ["Invalid value for '--precision'", "'int4' is not one of"]),
+    ("bench {bundle} --iters 1.5", ["Invalid value for '--iters'", "valid integer"]),
+    ("train cvae --bogus 1", ["No such option: --bogus"]),
+    ("inspect", ["Missing argument 'bundle'"]),
+]
+
+
+@pytest.mark.parametrize("line, fragments", USAGE_ROWS, ids=[r[0].split()[0] + "-" + str(i) for i, r in enumerate(USAGE_ROWS)])
+def test_wrong_type_or_option_is_one_line(line, fragments, cvae_bundle, cvae_checkpoint, tmp_path):
+    res = invoke(*_command(line, cvae_bundle, cvae_checkpoint, tmp_path))
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    lines = [x for x in res.output.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
 def test_battery_covers_every_command():
     commands = {row[1].split()[0] for row in ROWS}
     assert commands >= {"train", "export", "build", "generate", "bench", "eval", "inspect"}
-    assert len(ROWS) + len(SERVE_ROWS) >= 30
+    assert len(ROWS) + len(USAGE_ROWS) + len(SERVE_ROWS) >= 30
 
 
 # ---------------------------------------------------------------- before the work, not after

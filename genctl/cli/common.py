@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Callable
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 
@@ -37,6 +38,32 @@ def fail(message: str) -> None:
     # emoji=False: rich would turn ':b:' in a received value such as 'a:b:c' into an emoji
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
     raise typer.Exit(1)
+
+
+try:  # typer >= 0.20 vendors click as typer._click; older typer raises click's own exceptions
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
+
+
+class OneLineUsageErrors(TyperGroup):
+    """Usage errors (a value of the wrong type, an unknown option or choice) as one ``error:`` line
+    like every other error, instead of click's usage box; exit code 2 as click gives them."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError:
+            code = super().main(args, prog_name, complete_var, standalone_mode=True, **extra)  # prints help, exits
+        except click_errors.UsageError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, soft_wrap=True, emoji=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def user_errors(fn: Callable) -> Callable:

@@ -7,9 +7,10 @@ from typing import Annotated
 import typer
 
 from genctl import __version__
+from genctl.cli.common import OneLineUsageErrors
 from genctl.cli import bench, doctor, eval as eval_cmd, export, generate, inspect, quickstart, train
 
-app = typer.Typer(name="genctl", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+app = typer.Typer(name="genctl", cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval.")
 
 
