@@ -23,7 +23,7 @@ from genctl.optimize.ort_variants import Int8Options, build_variant, optimizatio
 from genctl.optimize.profiles import DimRange, dim_ranges
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError, ParityError
-from genctl.io import sha256_file
+from genctl.io import sha256_file, write_error
 
 TARGETS = {"onnxruntime": ("fp32", "fp16", "int8", "opt"), "tensorrt": ("fp32", "fp16"), "tensorrt-rtx": ("fp32", "fp16")}
 
@@ -46,12 +46,15 @@ def build(bundle: str | Path | Bundle, *, target: str = "onnxruntime", precision
     check_keep(bundle, keep_fp32, target)
     check_writable(bundle)
     ranges = dim_ranges(bundle, batch, dims)
-    if target != "onnxruntime":
-        from genctl.optimize.tensorrt import build_engines
+    try:  # temp files are removed on failure; a write that fails anyway (disk full) is one line
+        if target != "onnxruntime":
+            from genctl.optimize.tensorrt import build_engines
 
-        return build_engines(bundle, ranges, precision, target=target, capabilities=compute_capability, force=force, gate=gate)
-    return build_ort_variant(bundle, "opt" if precision == "fp32" else precision, force=force,
-                             keep_fp32=keep_fp32, int8=int8, gate=gate)
+            return build_engines(bundle, ranges, precision, target=target, capabilities=compute_capability, force=force, gate=gate)
+        return build_ort_variant(bundle, "opt" if precision == "fp32" else precision, force=force,
+                                 keep_fp32=keep_fp32, int8=int8, gate=gate)
+    except OSError as exc:
+        raise write_error(bundle.path, f"{target} {precision} build into bundle", exc) from None
 
 
 def check_target(target: str, precision: str) -> None:
