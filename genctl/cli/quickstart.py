@@ -32,7 +32,7 @@ def quickstart(
 
     if out.exists() and not (out / MARKER).exists():
         raise GenctlError(f"--out '{out}'", got="an existing folder not made by quickstart", expected="a new folder or an earlier quickstart's")
-    check_writable_parent(out / MARKER, "folder")  # every check before a minute of training
+    check_writable_parent(out / MARKER if out.exists() else out, "folder")  # every check before a minute of training
     check_train("cvae", dataset, out / "checkpoint", epochs=epochs, overwrite=True)
     try:
         out.mkdir(parents=True, exist_ok=True)
