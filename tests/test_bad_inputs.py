@@ -144,6 +144,9 @@ ROWS = [
     ("eval-steps-wrong-family", "eval {bundle} --steps 10", ["Control 'steps'", "one of ['temperature']"], None),
     ("eval-json-dir", "eval {bundle} --json {tmp}", ["Output eval JSON", "got an existing directory"], None),
     ("eval-json-proc", "eval {bundle} --json /proc/nope/e.json", ["Output eval JSON", "is not a writable directory"], None),
+    # quickstart
+    ("quickstart-out-proc", "quickstart --dataset digits --out /proc/nope/q", ["Output folder '/proc/nope/q'", "not a writable directory"], None),
+    ("quickstart-epochs-zero", "quickstart --dataset digits --epochs 0 --out {tmp}/q", ["--epochs", "got 0"], None),
     # inspect
     ("inspect-missing", "inspect {tmp}/nope", ["got no such directory", "genctl export"], None),
     ("inspect-manifest-truncated", "inspect {bundle}", ["invalid JSON", "re-export"], _truncate("manifest.json")),
