@@ -332,10 +332,14 @@ def test_cli_eval_sweeps_guidance_and_generate_writes_a_grid(bundle, tmp_path):
 
     runner = CliRunner()
     res = runner.invoke(app, ["eval", str(bundle.path), "-n", "20", "--steps", "5", "--guidance-scales", "0,3",
-                              "--json", str(tmp_path / "e.json")])
+                              "--json", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "e.json").read_text())
     assert set(report) >= {"guidance 0", "guidance 3", "evaluator_test_accuracy"}
+    from PIL import Image
+
+    with Image.open(tmp_path / "e.png") as img:  # the control-vs-guidance plot (its series: tests/test_plots.py)
+        assert img.format == "PNG" and 400 <= img.width <= 3000 and 300 <= img.height <= 3000
     res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "label=1,2", "-n", "3", "--steps", "5",
                               "--guidance-scale", "2", "--out", str(tmp_path / "g.png")])
     assert res.exit_code == 0, res.output and (tmp_path / "g.png").is_file()
