@@ -229,6 +229,33 @@ def parse_cond_args(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def read_cond_files(items: Sequence[str], schema: ConditionSchema) -> dict[str, np.ndarray]:
+    """The CLI's ``--cond-file``: ``emb.npy`` or ``NAME=emb.npy`` → ``{name: array}`` for vector conditions.
+
+    A bare path names its condition by the file stem, or goes to the model's only vector condition.
+    The array is (dim,) for one row or (rows, dim) for one grid row each; ``allow_pickle=False``.
+    """
+    vectors = [c.name for c in schema.conditions if isinstance(c, Vector)]
+    out: dict[str, np.ndarray] = {}
+    for item in items:
+        name, _, path = item.rpartition("=")
+        if not name:
+            stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            name = stem if stem in vectors else (vectors[0] if len(vectors) == 1 else stem)
+        if name not in vectors:
+            raise ConditionError(f"--cond-file {item}", got=f"condition '{name}'",
+                                 expected=f"NAME=FILE.npy with NAME one of the vector conditions {vectors}")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConditionError(f"--cond-file {item}", got=f"an unreadable file ({type(exc).__name__})",
+                                 expected="a .npy array of numbers (np.save)") from None
+        if arr.ndim not in (1, 2) or not np.issubdtype(arr.dtype, np.number):
+            raise ConditionError(f"--cond-file {item}", got=f"{arr.dtype} {arr.shape}", expected="(dim,) or (rows, dim) numbers")
+        out[name] = arr.astype(np.float64)
+    return out
+
+
 # ---------------------------------------------------------------- controls
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
     byo = {"factory": factory, "kwargs": kwargs, "loop": loop.kind, "conditions": schema.to_json(),
            "decl": decl_json(loop), "names": names, "output_shape": output_shape}
     _check_rebuild(module, factory, kwargs)
+    _check_evaluate_on(evaluate_on, schema)
     dataset = {"name": evaluate_on or "custom", "label_names": _label_names(schema)}
     if output_shape and len(output_shape) == 3:
         dataset["shape"] = output_shape
@@ -83,6 +84,20 @@ def _schema(conditions: Sequence[Condition]) -> ConditionSchema:
 def _label_names(schema: ConditionSchema) -> list[str]:
     first = next((c for c in schema.conditions if isinstance(c, Categorical)), None)
     return list(first.names) if first else []
+
+
+def _check_evaluate_on(name: str | None, schema: ConditionSchema) -> None:
+    if name is None:
+        return
+    from genctl.data import DATASETS, get_dataset
+
+    if name not in DATASETS:
+        raise GenctlError("export_model evaluate_on", got=repr(name), expected=f"one of {sorted(DATASETS)} or None")
+    labels = list(get_dataset(name).label_names)
+    first = schema.conditions[0] if schema.conditions else None
+    if not isinstance(first, Categorical) or list(first.names) != labels:
+        raise GenctlError(f"export_model evaluate_on='{name}'", got=f"first condition {first.describe() if first else 'none'}",
+                          expected=f"a first Categorical condition with the dataset's labels {labels}")
 
 
 def _json_kwargs(kwargs: dict | None) -> dict:
