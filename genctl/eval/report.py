@@ -47,8 +47,8 @@ def check_evaluator(bundle) -> None:
     if name not in DATASETS or not isinstance(first, Categorical) or list(first.names) != list(labels):
         raise ConditionError(f"genctl eval of bundle '{bundle.path}'", got=f"dataset '{name}' and no evaluator that applies",
                              expected=f"a bundle of a shipped dataset {sorted(DATASETS)} whose first condition is its label",
-                             fix="bring-your-own models: export with evaluate_on='mnist' (or digits/names) and that "
-                                 "dataset's labels as the first Categorical condition")
+                             fix="evaluators exist for the shipped datasets; a bring-your-own model can name one with "
+                                 "export_model(..., evaluate_on='mnist') if its first condition has that dataset's labels")
 
 
 def _scales(text: str | None) -> list[float]:
