@@ -167,6 +167,28 @@ def test_oneshot_bench_build_serve_and_eval(painter_bundle):
     assert res.exit_code == 1 and "no evaluator that applies" in res.output and res.output.count("\n") == 1
 
 
+class DigitPainter(nn.Module):
+    """forward(z, label, smile) -> (B, 1, 8, 8): a digits-shaped model, so the digits evaluator applies."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.out = nn.Embedding(10, 8), nn.Linear(4 + 8 + 1, 64)
+
+    def forward(self, z, label, smile):
+        return torch.tanh(self.out(torch.cat([z, self.embed(label), smile[:, None]], dim=1))).reshape(-1, 1, 8, 8)
+
+
+def test_evaluate_on_a_shipped_dataset_enables_eval(tmp_path):
+    digits = genctl.Categorical("label", names=tuple("0123456789"))
+    with pytest.raises(GenctlError, match=r"evaluate_on='digits' \| got first condition continuous"):
+        genctl.export_model(DigitPainter(), tmp_path / "x", loop=OneShot(noise_shape=(4,)), conditions=[SMILE, digits],
+                            evaluate_on="digits")
+    genctl.export_model(DigitPainter(), tmp_path / "b", loop=OneShot(noise_shape=(4,)), conditions=[digits, SMILE],
+                        evaluate_on="digits")
+    res = invoke("eval", tmp_path / "b", "-n", 20, "--backend", "onnxruntime")
+    assert res.exit_code == 0 and "control" in res.output.lower(), res.output
+
+
 # ----------------------------------------------------------------------------------------- diffusion
 
 @pytest.mark.parametrize("prediction, float_time", [("v", True), ("epsilon", False)])

@@ -55,6 +55,7 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
                           expected="genctl.byo.OneShot, Diffusion, NextToken or Recurrent")
     loop.check()
     schema = _schema(conditions)
+    _check_evaluate_on(evaluate_on, schema)
     names = check_forward(module, loop, schema)
     output_shape = trial_call(module, loop, schema, names)
     kwargs = _json_kwargs(kwargs)
@@ -62,7 +63,6 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
     byo = {"factory": factory, "kwargs": kwargs, "loop": loop.kind, "conditions": schema.to_json(),
            "decl": decl_json(loop), "names": names, "output_shape": output_shape}
     _check_rebuild(module, factory, kwargs)
-    _check_evaluate_on(evaluate_on, schema)
     dataset = {"name": evaluate_on or "custom", "label_names": _label_names(schema)}
     if output_shape and len(output_shape) == 3:
         dataset["shape"] = output_shape

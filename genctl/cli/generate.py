@@ -12,7 +12,7 @@ from genctl.cli.common import Backend, Precision, console, user_errors
 @user_errors
 def generate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE). Default: every class.")] = None,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE, smile=0.7, tint=0,1,0). Default: every class.")] = None,
     cond_file: Annotated[Optional[list[str]], typer.Option("--cond-file", help="Vector condition from a .npy: emb.npy or NAME=emb.npy ((dim,) or (rows, dim)).")] = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Samples per condition row (default 16, or the number of --from images).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of all sampling noise: same seed, same samples on every backend.")] = 0,
