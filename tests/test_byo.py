@@ -219,6 +219,22 @@ def test_diffusion_without_null_refuses_guidance(tmp_path):
             gen.generate({"klass": 0}, n=1, guidance_scale=3.0)
 
 
+def test_diffusion_guides_only_the_conditions_with_a_null(tmp_path):
+    conds = [genctl.Categorical("klass", names=("a", "b", "c")), genctl.Continuous("brightness", 0.0, 1.0)]
+    for null, message in (({"colour": 0}, r"Diffusion null 'colour' \| got no such condition"),
+                          ({"klass": 1.5}, r"Diffusion null 'klass' \| got 1.5 \| expected a class index >= 0")):
+        with pytest.raises(GenctlError, match=message):
+            genctl.export_model(OracleDenoiser(), tmp_path / "x", loop=Diffusion(sample_shape=(1, 6, 6), timesteps=40, null=null),
+                                kwargs={"timesteps": 40}, conditions=conds)
+    # brightness has no null: both halves of the CFG batch see it, so at any guidance the oracle's
+    # unconditional target is the null class scaled by the same brightness (zeros), and w scales the class image
+    genctl.export_model(OracleDenoiser(), tmp_path / "b", loop=Diffusion(sample_shape=(1, 6, 6), timesteps=40, null={"klass": 3}),
+                        kwargs={"timesteps": 40}, conditions=conds)
+    with genctl.load(tmp_path / "b", backend="onnxruntime") as gen:
+        out = gen.generate({"klass": "b", "brightness": 0.5}, n=1, steps=1, guidance_scale=0.5).data
+    assert np.abs(out - OracleDenoiser().targets[1].numpy() * 0.25).max() < 1e-3
+
+
 # ------------------------------------------------------------------------------------------- text
 
 def _greedy_torch(step, n_rows: int, context: int) -> list[str]:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
+import numpy as np
 from torch import nn
 
 from genctl.byo.loops import Diffusion, Loop, NextToken, OneShot, Recurrent, decl_json
@@ -56,6 +56,8 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
     loop.check()
     schema = _schema(conditions)
     _check_evaluate_on(evaluate_on, schema)
+    if isinstance(loop, Diffusion):
+        _check_nulls(loop.null, schema)
     names = check_forward(module, loop, schema)
     output_shape = trial_call(module, loop, schema, names)
     kwargs = _json_kwargs(kwargs)
@@ -84,6 +86,21 @@ def _schema(conditions: Sequence[Condition]) -> ConditionSchema:
 def _label_names(schema: ConditionSchema) -> list[str]:
     first = next((c for c in schema.conditions if isinstance(c, Categorical)), None)
     return list(first.names) if first else []
+
+
+def _check_nulls(nulls: dict, schema: ConditionSchema) -> None:
+    """Null (unconditional) values: known condition names; an int class index, a number, or ``dim`` numbers."""
+    for name, value in nulls.items():
+        cond = schema.by_name.get(name)
+        if cond is None:
+            raise GenctlError(f"Diffusion null '{name}'", got="no such condition", expected=f"one of {list(schema.by_name)}")
+        size = int(np.size(value)) if isinstance(value, (list, tuple, np.ndarray)) else 1
+        ok = (isinstance(value, (int, np.integer)) and value >= 0 if isinstance(cond, Categorical)
+              else size == (cond.dim if isinstance(cond, Vector) else 1) and np.all(np.isfinite(np.asarray(value, dtype=float))))
+        if not ok:
+            what = ("a class index >= 0 (e.g. the extra null class)" if isinstance(cond, Categorical)
+                    else f"{cond.dim} numbers" if isinstance(cond, Vector) else "a number")
+            raise GenctlError(f"Diffusion null '{name}'", got=repr(value), expected=what)
 
 
 def _check_evaluate_on(name: str | None, schema: ConditionSchema) -> None:

@@ -29,8 +29,9 @@ class OneShot:
 class Diffusion:
     """An eps- or v-predicting denoiser ``forward(x_t, t, *conditions)`` inside genctl's fused CFG/DDIM step.
 
-    ``null``: the unconditional value of each condition (e.g. ``{"digit": 10}`` for a null class,
-    zeros for a vector); without it guidance is fixed at 1. ``t_dtype="float32"`` feeds
+    ``null``: the unconditional value of each guided condition (e.g. ``{"digit": 10}`` for a null
+    class, zeros for a vector); a condition left out keeps its value in the unconditional half, and
+    with no null at all guidance is fixed at 1. ``t_dtype="float32"`` feeds
     ``t * t_scale`` as a float (``t_scale=1/timesteps`` for models trained on t in [0, 1)).
     """
 

@@ -64,17 +64,20 @@ class OneShotGraph(nn.Module):
 class DiffusionStepGraph(nn.Module):
     """The diffusion family's fused step around a user denoiser: [cond; null] batch, guidance, DDIM."""
 
-    def __init__(self, user: nn.Module, nulls: list[torch.Tensor], prediction: str, t_dtype: str, t_scale: float):
+    def __init__(self, user: nn.Module, nulls: list[torch.Tensor | None], prediction: str, t_dtype: str, t_scale: float):
         super().__init__()
         self.user, self.n_cond = user, len(nulls)
+        self.has_null = [null is not None for null in nulls]  # without a null value a condition stays as given
         for i, null in enumerate(nulls):
-            self.register_buffer(f"null_{i}", null, persistent=False)
+            if null is not None:
+                self.register_buffer(f"null_{i}", null, persistent=False)
         self.v_prediction, self.float_t, self.t_scale = prediction == "v", t_dtype == "float32", t_scale
 
     def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, *rest):
         conds, (guidance_scale, eta, noise) = rest[:self.n_cond], rest[self.n_cond:]
         b = x_t.shape[0]
-        doubled = [torch.cat([c, getattr(self, f"null_{i}").expand_as(c)]) for i, c in enumerate(conds)]  # (2B, ...)
+        doubled = [torch.cat([c, getattr(self, f"null_{i}").expand_as(c) if self.has_null[i] else c])  # (2B, ...)
+                   for i, c in enumerate(conds)]
         tt = torch.cat([t, t])
         if self.float_t:
             tt = tt.to(torch.float32) * self.t_scale
@@ -204,7 +207,7 @@ class Custom(Family):
                   per_sample("guidance_scale"), per_sample("eta"), TensorSpec("noise", "float32", image, "noise")]
         spec = GraphSpec("step", inputs=inputs, outputs=[TensorSpec("x_prev", "float32", image, "output")],
                          feeds_back={"x_prev": "x_t"}, doc=f"{byo['factory']} denoiser in genctl's fused CFG + DDIM step")
-        null_values = [_null_tensor(c, nulls[c.name]) if c.name in nulls else _null_tensor(c, 0) for c in schema.conditions]
+        null_values = [_null_tensor(c, nulls[c.name]) if c.name in nulls else None for c in schema.conditions]
         module = DiffusionStepGraph(model, null_values, decl.get("prediction", "epsilon"), decl.get("t_dtype", "int64"),
                                     float(decl.get("t_scale", 1.0)))
         ex = {"x_t": torch.randn(2, *shape), "t": torch.tensor([3, T - 1]), "noise": torch.randn(2, *shape),
@@ -245,7 +248,7 @@ class Custom(Family):
         if loop == "diffusion":
             return {"kind": "diffusion", "graph": "step", "unconditional": bool(decl.get("null")),
                     "cfg_dropout": None, "loop_tolerance_factor": 1,
-                    "defaults": {"steps": decl.get("steps", 50), "eta": 0.0, "sampler": "ddim",
+                    "defaults": {"steps": min(decl.get("steps", 50), int(decl["timesteps"])), "eta": 0.0, "sampler": "ddim",
                                  "guidance_scale": decl.get("guidance_scale", 3.0) if decl.get("null") else 1.0}}
         if loop == "autoregressive":
             return {"kind": "autoregressive", "mode": "recompute", "graphs": {"next": "next"}, "prompt_input": "tokens",
