@@ -24,7 +24,7 @@ import importlib
 import torch
 from torch import nn
 
-from genctl.conditions import Categorical, ConditionSchema, Continuous, Vector
+from genctl.conditions import Categorical, ConditionSchema, Continuous
 from genctl.data.names import SPECIALS
 from genctl.errors import GenctlError
 from genctl.families import schedule
@@ -277,4 +277,4 @@ class Custom(Family):
         return out
 
 
-__all__ = ["Custom", "Vector", "import_factory"]
+__all__ = ["Custom", "import_factory"]
