@@ -33,6 +33,7 @@ def test_continuous_and_vector_conditions_parse_default_and_read_files(tmp_path)
         schema.parse(read_cond_files([f"emb={tmp_path / 'wide.npy'}"], schema))
 
 
+@pytest.mark.slow
 def test_readme_worked_example_runs_as_written(tmp_path):
     """The README's bring-your-own example, verbatim but for fewer training steps."""
     if shutil.which("genctl") is None:
