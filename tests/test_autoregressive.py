@@ -130,7 +130,8 @@ def test_io_binding_loop_gives_the_same_text_with_the_state_kept_as_tensors(bund
     from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     _, o = gens
-    assert o.backend.values is None  # CPU provider: plain session.run unless asked
+    on_gpu = o.backend.sessions[next(iter(o.backend.sessions))].get_providers()[0] != "CPUExecutionProvider"
+    assert (o.backend.values is not None) == on_gpu  # IO binding is the default on GPU providers only
     with Generator(o.bundle, OnnxRuntimeBackend(o.bundle, io_binding=True)) as g:
         assert g.backend.describe().endswith("+iobinding")
         for kwargs in ({"seed": 3}, {"seed": 0, "temperature": 0}, {"seed": 5, "prefix": "Ma", "top_p": 0.9}):

@@ -47,8 +47,8 @@ def poison(graph: str, initializer: str):
 
     real = ort_variants.build_variant
 
-    def convert(src, dst, precision, int8=None):
-        info = real(src, dst, precision, int8)
+    def convert(src, dst, precision, int8=None, **kwargs):
+        info = real(src, dst, precision, int8, **kwargs)
         if src.stem == graph:
             model = onnx.load(str(dst))
             for init in model.graph.initializer:
@@ -77,6 +77,29 @@ def test_variants_recorded_in_manifest(built):
     assert int8["gate"]["graphs"]["decode"]["outputs"]["sample"] <= parity.TOLERANCE["int8"]
     assert bundle.manifest["variants"]["opt"]["gate"]["loop"]["max_error"] <= parity.TOLERANCE["fp32"]
     assert not list((built / "graphs").glob(".*tmp*")), "temp files left behind"
+
+
+def test_opt_variant_records_its_provider_and_refuses_another(built, tmp_path):
+    """The offline-optimised graph is tied to the provider it was optimised with (CPU fusions fail
+    on CUDA): the provider is recorded, and a mismatch is refused in one line with the rebuild."""
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from genctl.runtime.devices import onnxruntime_providers
+
+    here = ort_variants.optimization_provider(onnxruntime_providers()[1])
+    record = Bundle.load(built).manifest["variants"]["opt"]
+    assert record["provider"] == here
+    assert {p["provider"] for p in record["provenance"].values()} == {here}
+    copy = tmp_path / "other"
+    shutil.copytree(built, copy)
+    bundle = Bundle.load(copy)
+    other = "CPUExecutionProvider" if here != "CPUExecutionProvider" else "CUDAExecutionProvider"
+    bundle.manifest["variants"]["opt"]["provider"] = other
+    bundle.save_manifest()
+    short = lambda p: p.replace("ExecutionProvider", "")  # noqa: E731
+    with pytest.raises(BackendUnavailable, match=rf"Variant 'opt' .* \| got optimised for {short(other)} \(here {short(here)}\) "
+                                                 rf".*fix: run 'genctl build .* --target onnxruntime --precision fp32' on this machine"):
+        OnnxRuntimeBackend(Bundle.load(copy), "opt")
+    OnnxRuntimeBackend(Bundle.load(built), "opt").close()  # the matching record loads
 
 
 def test_bench_precision_applies_to_variant_backends_and_keeps_torch_as_baseline(built, tmp_path):

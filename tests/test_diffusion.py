@@ -148,6 +148,81 @@ def test_gpu_onnxruntime_keeps_x_t_on_the_device_and_matches_cpu(cuda, gens):
             assert rel_l2(b.data, a.data) <= 1e-3
 
 
+def test_io_binding_binds_each_step_shape_once_and_reuses_it(gens):
+    """Persistent bindings: from the second step on, the step runs on one slot whose buffers were
+    bound once (x_prev copied back into x_t); a new batch size gets its own slot; the samples are
+    those of plain session.run; a slot's output is overwritten only by the next call."""
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    _, ort = gens
+    with Generator(ort.bundle, OnnxRuntimeBackend(ort.bundle, io_binding=True)) as g:
+        slots = g.backend.slots
+        a = ort.generate({"label": [2, 9]}, n=3, seed=4, steps=12, guidance_scale=3.0)
+        b = g.generate({"label": [2, 9]}, n=3, seed=4, steps=12, guidance_scale=3.0)
+        assert rel_l2(b.data, a.data) <= 1e-6
+        (slot,) = slots.slots["step"].values()
+        assert slot.runs == 10  # steps 3..12; steps 1 and 2 bound per call (2 saw the shape repeat)
+        binding, buffers = slot.binding, {k: v.data_ptr() for k, v in slot.inputs.items()}
+        g.generate({"label": [2, 9]}, n=3, seed=5, steps=12, guidance_scale=3.0)
+        assert slot.runs == 22 and slot.binding is binding  # reused across calls: never rebound
+        assert {k: v.data_ptr() for k, v in slot.inputs.items()} == buffers
+        c = g.generate({"label": [2, 9]}, n=1, seed=4, steps=12, guidance_scale=3.0)
+        assert slots.count("step") == 2 and c.data.shape[0] == 2
+        np.testing.assert_allclose(c.data, ort.generate({"label": [2, 9]}, n=1, seed=4, steps=12, guidance_scale=3.0).data,
+                                   rtol=0, atol=1e-5)
+
+
+def test_onnxruntime_cuda_graphs_need_a_gpu(gens):
+    from genctl.errors import BackendUnavailable
+    from genctl.runtime.backends import open_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the gpu tests run CUDA graphs")
+    with pytest.raises(BackendUnavailable, match=r"Backend option '\+cudagraphs' of 'onnxruntime' \| got no usable CUDA "
+                                                 r"execution provider \| expected an NVIDIA GPU .* \| fix: use 'onnxruntime'"):
+        open_backend(gens[1].bundle, "onnxruntime+cudagraphs")
+
+
+def test_torch_loop_on_tensor_values_matches_numpy_calls(gens):
+    """The torch backend's device-resident loop (x_t kept as a tensor between steps, as on CUDA),
+    run on CPU tensors: the same samples as the numpy path."""
+    from genctl.runtime.backends.base import TorchValues
+
+    ref, _ = gens
+    with Generator.load(ref.bundle, backend="torch+cpu") as g:
+        g.backend.values = TorchValues("cpu")
+        for controls in ({"steps": 8, "guidance_scale": 3.0}, {"steps": 5, "sampler": "ddpm"}):
+            a = ref.generate({"label": [2, 9]}, n=2, seed=4, **controls)
+            b = g.generate({"label": [2, 9]}, n=2, seed=4, **controls)
+            assert rel_l2(b.data, a.data) <= 1e-6
+
+
+@pytest.mark.gpu
+def test_gpu_torch_baselines_keep_x_t_on_the_device_and_match_cpu(cuda, gens):
+    _, cpu = gens
+    for name in ("torch", "torch-compile"):
+        with Generator.load(cpu.bundle, backend=name) as g:
+            assert g.backend.describe() == f"{name}[cuda]" and g.backend.values.device == "cuda"
+            for _ in range(2):  # the second run replays torch.compile's CUDA graphs
+                a = cpu.generate({"label": [2, 9]}, n=3, seed=4, steps=20, guidance_scale=3.0)
+                b = g.generate({"label": [2, 9]}, n=3, seed=4, steps=20, guidance_scale=3.0)
+                assert rel_l2(b.data, a.data) <= 1e-3
+
+
+@pytest.mark.gpu
+def test_gpu_onnxruntime_cuda_graphs_replay_the_step_and_match_cpu(cuda, gens):
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    _, cpu = gens
+    with Generator(cpu.bundle, OnnxRuntimeBackend(cpu.bundle, cuda_graphs=True)) as g:
+        assert g.backend.describe().endswith("+iobinding+cudagraphs")
+        for seed in (4, 5):  # the second call replays the captured graph
+            a = cpu.generate({"label": [2, 9]}, n=3, seed=seed, steps=20, guidance_scale=3.0)
+            b = g.generate({"label": [2, 9]}, n=3, seed=seed, steps=20, guidance_scale=3.0)
+            assert rel_l2(b.data, a.data) <= 1e-3
+        assert g.backend.slots.count("step") == 1
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
 def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, tmp_path, precision, tolerance):

@@ -196,6 +196,8 @@ def test_engine_build_parity_and_cache(gpu_bundle, precision):
     from genctl.export import parity
     from genctl.runtime.generator import Generator
 
+    if precision == "fp16":  # strongly typed: fp16 engines come from the fp16 ONNX variant (no FP16 flag in TensorRT 11)
+        build(gpu_bundle, target="onnxruntime", precision="fp16", gate=_no_control())
     record = build(gpu_bundle, target="tensorrt", precision=precision, batch="1:8:64", gate=_no_control())
     assert record["status"] == "passed", record["gate"]["failures"]
     assert record["gate"]["loop"]["max_error"] <= parity.TOLERANCE[precision]
@@ -220,6 +222,7 @@ def test_engine_from_another_gpu_refused(gpu_bundle):
     from genctl.optimize import build
     from genctl.runtime.generator import Generator
 
+    build(gpu_bundle, target="onnxruntime", precision="fp16", gate=_no_control())
     record = build(gpu_bundle, target="tensorrt", precision="fp16", batch="1:4:16", gate=_no_control())
     manifest = json.loads((gpu_bundle / "manifest.json").read_text())
     manifest["engines"][record["key"]]["platform"]["gpu"] = "Some Other GPU"
@@ -234,6 +237,7 @@ def test_engine_bench_vs_onnxruntime(gpu_bundle):
     from genctl.optimize import build
     from genctl.runtime.generator import Generator
 
+    build(gpu_bundle, target="onnxruntime", precision="fp16", gate=_no_control())
     build(gpu_bundle, target="tensorrt", precision="fp16", batch="1:64:256", gate=_no_control())
     for backend, precision in (("onnxruntime", "fp32"), ("tensorrt", "fp16")):
         with Generator.load(gpu_bundle, backend=backend, precision=precision) as gen:
@@ -245,3 +249,18 @@ def test_engine_bench_vs_onnxruntime(gpu_bundle):
                 ms = (time.perf_counter() - start) / 50 * 1e3
                 assert np.all(np.isfinite(out.data))
                 print(f"{backend} {precision} batch {batch}: {ms:.3f} ms/generate ({gen.backend.describe()})")
+
+
+@pytest.mark.gpu
+def test_onnxruntime_sessions_really_got_the_gpu_provider(cvae_bundle, tmp_path, cuda):
+    """ORT falls back to the next provider quietly (its TensorRT EP is linked to one TensorRT major):
+    what each session really runs on must be what genctl asked for."""
+    from genctl.runtime.devices import onnxruntime_providers
+    from genctl.runtime.generator import Generator
+
+    shutil.copytree(cvae_bundle, tmp_path / "cvae")
+    usable = onnxruntime_providers()[1]
+    with Generator.load(tmp_path / "cvae", backend="onnxruntime") as gen:
+        got = {name: session.get_providers() for name, session in gen.backend.sessions.items()}
+    for name, providers in got.items():
+        assert providers[0] == usable[0], f"graph '{name}': asked for {usable}, the session got {providers}"

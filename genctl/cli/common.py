@@ -23,6 +23,7 @@ class Backend(str, Enum):
     torch_compile = "torch-compile"
     onnxruntime = "onnxruntime"
     tensorrt = "tensorrt"
+    tensorrt_rtx = "tensorrt-rtx"
 
 
 class Precision(str, Enum):

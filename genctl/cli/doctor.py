@@ -31,6 +31,7 @@ def checks() -> list[tuple[str, str, str]]:
     rows.append(("CUDA devices", str(gpus) + (f" ({'; '.join(gpu_names())})" if gpus else ""), "ok" if gpus else "none: CPU only"))
     trt = tensorrt_version()
     rows.append(("tensorrt", trt or "not installed", "usable" if trt and gpus else "not usable (needs GPU + tensorrt)"))
+    rows.append(_tensorrt_rtx())
     try:
         compiled, usable = onnxruntime_providers()
         rows.append(("ORT providers (compiled in)", ", ".join(compiled), "—"))
@@ -42,6 +43,23 @@ def checks() -> list[tuple[str, str, str]]:
     cc = shutil.which("cc") or shutil.which("gcc")
     rows.append(("torch.compile (inductor)", f"C compiler: {cc or 'none'}", "usable" if cc else "not usable"))
     return rows
+
+
+def _tensorrt_rtx() -> tuple[str, str, str]:
+    """TensorRT-RTX: version; it builds anywhere, runs only on GPUs of its compute capabilities."""
+    from genctl.optimize.flavors import flavor
+    from genctl.runtime.devices import gpu_compute_capability, tensorrt_version
+
+    version, capability = tensorrt_version("tensorrt-rtx"), gpu_compute_capability()
+    supported = flavor("tensorrt-rtx").capabilities
+    if version is None:
+        return ("tensorrt-rtx", "not installed", "not usable (pip install 'genctl[tensorrt-rtx]')")
+    if capability is None:
+        return ("tensorrt-rtx", version, f"builds engines here; cannot run them (no GPU; runs on compute capability {', '.join(supported)})")
+    if capability not in supported:
+        return ("tensorrt-rtx", version, f"builds engines here; this GPU (compute capability {capability}) is not supported "
+                                         f"(runs on {', '.join(supported)}): use tensorrt or onnxruntime")
+    return ("tensorrt-rtx", version, f"usable: builds and runs here (compute capability {capability})")
 
 
 def _loops(ort_usable: list[str], tensorrt_usable: bool) -> str:

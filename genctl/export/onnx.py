@@ -161,8 +161,8 @@ def loop_parity(bundle_dir: Path, seed: int, n: int = 3) -> dict:
 
     bundle = Bundle.load(bundle_dir)
     results = {}
-    for backend in ("torch", "onnxruntime"):
-        with Generator.load(bundle, backend=backend) as gen:
+    for backend in ("torch", "onnxruntime"):  # the reference is torch on the CPU, where the model was trained
+        with Generator.load(bundle, backend="torch+cpu" if backend == "torch" else backend) as gen:
             results[backend] = gen.generate(None, n=n, seed=seed)
     tolerance = parity.TOLERANCE["fp32"] * bundle.sampler.get("loop_tolerance_factor", 1)
     err = parity.scaled_error(results["onnxruntime"].data, results["torch"].data)

@@ -3,8 +3,9 @@
 - ``--target onnxruntime --precision fp32|fp16|int8`` writes ``graphs/<graph>.<variant>.onnx``
   (``fp32`` on this target is the offline-optimized graph, recorded as variant ``opt``) and records
   ``manifest["variants"][variant]`` = files + sha256, provenance, gate report, status.
-- ``--target tensorrt --precision fp32|fp16`` builds one engine per graph into
-  ``engines/<key>/`` and records ``manifest["engines"][key]`` (see ``genctl.optimize.tensorrt``).
+- ``--target tensorrt|tensorrt-rtx --precision fp32|fp16`` builds one engine per graph into
+  ``engines/<key>/`` and records ``manifest["engines"][key]`` (see ``genctl.optimize.tensorrt``);
+  ``tensorrt-rtx`` builds without a GPU for ``--compute-capability`` (default 8.0,8.6,8.9,12.0).
 
 New files are written under temporary names, gated, then renamed; a refused variant leaves the
 bundle exactly as it was (``force=True`` keeps it, marked ``"status": "failed"``).
@@ -18,31 +19,36 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from genctl.optimize.gate import GateConfig, run_gate
-from genctl.optimize.ort_variants import Int8Options, build_variant
+from genctl.optimize.ort_variants import Int8Options, build_variant, optimization_provider
 from genctl.optimize.profiles import DimRange, dim_ranges
 from genctl.bundle import Bundle
 from genctl.errors import GenctlError, ParityError
 from genctl.io import sha256_file
 
-TARGETS = {"onnxruntime": ("fp32", "fp16", "int8", "opt"), "tensorrt": ("fp32", "fp16")}
+TARGETS = {"onnxruntime": ("fp32", "fp16", "int8", "opt"), "tensorrt": ("fp32", "fp16"), "tensorrt-rtx": ("fp32", "fp16")}
 
 
 def build(bundle: str | Path | Bundle, *, target: str = "onnxruntime", precision: str = "int8",
           batch: str | DimRange = "1:8:64", dims: Mapping[str, str] | None = None, force: bool = False,
-          keep_fp32: Sequence[str] = (), int8: Int8Options | None = None, gate: GateConfig | None = None) -> dict:
+          keep_fp32: Sequence[str] = (), int8: Int8Options | None = None, gate: GateConfig | None = None,
+          compute_capability: str | None = None) -> dict:
     """Build one variant (or engine set) and gate it; returns its manifest record.
 
+    ``compute_capability`` (``tensorrt-rtx`` only): ``"8.6,8.9"`` or ``"current"``.
     Raises ParityError (nothing written) when the gate refuses it and ``force`` is false.
     """
     check_target(target, precision)
+    if compute_capability and target == "onnxruntime":
+        raise GenctlError("--compute-capability", got="target 'onnxruntime'", expected="target tensorrt-rtx",
+                          fix="leave the option out: ONNX variants run on any device")
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
     check_keep(bundle, keep_fp32, target)
     check_writable(bundle)
     ranges = dim_ranges(bundle, batch, dims)
-    if target == "tensorrt":
+    if target != "onnxruntime":
         from genctl.optimize.tensorrt import build_engines
 
-        return build_engines(bundle, ranges, precision, force=force, gate=gate)
+        return build_engines(bundle, ranges, precision, target=target, capabilities=compute_capability, force=force, gate=gate)
     return build_ort_variant(bundle, "opt" if precision == "fp32" else precision, force=force,
                              keep_fp32=keep_fp32, int8=int8, gate=gate)
 
@@ -84,6 +90,10 @@ def build_ort_variant(bundle: Bundle, variant: str, *, force: bool = False, keep
     previous = variants.get(variant)
     try:
         record = {"graphs": {}, "provenance": {}}
+        if variant == "opt":  # optimised for, and only loadable on, the provider it will run on here
+            from genctl.runtime.devices import onnxruntime_providers
+
+            record["provider"] = optimization_provider(onnxruntime_providers()[1])
         for name, spec in bundle.graphs.items():
             if name in keep_fp32:
                 record["graphs"][name] = {"file": spec.file, "sha256": spec.sha256}
@@ -91,7 +101,8 @@ def build_ort_variant(bundle: Bundle, variant: str, *, force: bool = False, keep
                 continue
             tmp = bundle.path / "graphs" / f".{name}.{variant}.onnx.tmp-{os.getpid()}"
             tmp_files[name] = tmp
-            record["provenance"][name] = build_variant(bundle.graph_file(name), tmp, variant, int8)
+            record["provenance"][name] = build_variant(bundle.graph_file(name), tmp, variant, int8,
+                                                       provider=record.get("provider", "CPUExecutionProvider"))
             record["graphs"][name] = {"file": tmp.relative_to(bundle.path).as_posix(), "sha256": sha256_file(tmp)}
         variants[variant] = record  # the gate opens the candidate through the manifest, in memory only
         report = _gate_ort(bundle, variant, gate)

@@ -3,7 +3,11 @@
 - ``opt``  — ORT's graph optimizations (constant folding, node fusions such as Gemm+Relu →
   FusedGemm) applied once and saved with ``SessionOptions.optimized_model_filepath``, so a session
   starts without redoing them. Saved at the *extended* level: the *all* level adds CPU-specific
-  layout transforms (NCHWc) that ORT documents as tied to the machine that saved them.
+  layout transforms (NCHWc) that ORT documents as tied to the machine that saved them. The fusions
+  are chosen for one execution provider (the CPU provider's ``FusedConv`` takes a LeakyRelu
+  activation the CUDA provider refuses), so the graph is optimised with the provider it will run
+  on — CUDA where a GPU is usable, else CPU — and that provider is recorded; the backend refuses
+  to load it under another one (see ``runtime.backends.onnxruntime``).
 - ``fp16`` — every float initializer and op in float16 with float32 I/O kept (``keep_io_types``),
   via ``onnxruntime.transformers.float16`` (ships with onnxruntime, no extra dependency). Meant for
   GPUs: ORT's CPU provider runs few ops in fp16 and inserts casts around the rest.
@@ -69,11 +73,15 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None = None) -> dict:
-    """Write the ``precision`` variant of the graph ``src`` to ``dst``; returns its provenance."""
+def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None = None,
+                  provider: str = "CPUExecutionProvider") -> dict:
+    """Write the ``precision`` variant of the graph ``src`` to ``dst``; returns its provenance.
+
+    ``provider`` is the execution provider an ``opt`` graph is optimised for (and may only run on).
+    """
     start = time.perf_counter()
     if precision == "opt":
-        info = _optimize(src, dst)
+        info = _optimize(src, dst, provider)
     elif precision == "fp16":
         info = _to_fp16(src, dst)
     elif precision == "int8":
@@ -86,16 +94,23 @@ def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None
     return info
 
 
-def _optimize(src: Path, dst: Path) -> dict:
+def optimization_provider(usable: list[str]) -> str:
+    """The provider an ``opt`` graph is optimised for here: CUDA where usable, else CPU (the
+    TensorRT EP compiles its own engines from whatever graph it gets, so it is not a target)."""
+    return "CUDAExecutionProvider" if "CUDAExecutionProvider" in usable else "CPUExecutionProvider"
+
+
+def _optimize(src: Path, dst: Path, provider: str) -> dict:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.log_severity_level = 3
-    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+    ort.InferenceSession(str(src), sess_options=opts, providers=providers)
     return {"tool": f"onnxruntime {ort.__version__} optimized_model_filepath", "level": "extended",
-            "provider": "CPUExecutionProvider"}
+            "provider": provider}
 
 
 def _to_fp16(src: Path, dst: Path) -> dict:

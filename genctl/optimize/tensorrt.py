@@ -1,129 +1,282 @@
-"""TensorRT engine builder (TensorRT 10+ Python API), one engine per graph.
+"""TensorRT / TensorRT-RTX engine builder, one engine per graph (one code path for both).
 
-For each graph: ``trt.Builder`` → network (explicit batch is the only mode in TensorRT 10) →
-``trt.OnnxParser`` → ``IBuilderConfig`` with one optimization profile (min/opt/max per input from
-``genctl.optimize.profiles``), the FP16 flag for ``fp16`` (TF32 cleared for ``fp32`` so fp32 means
-fp32 and the 1e-4 gate applies), a persisted timing cache → ``build_serialized_network``.
+For each graph: ``Builder`` → a *strongly typed* network → ``OnnxParser`` → ``IBuilderConfig``
+with one optimization profile (min/opt/max per input from ``genctl.optimize.profiles``), the
+target compute capabilities (TensorRT-RTX) or a persisted timing cache (TensorRT) →
+``build_serialized_network``. Every call that reports failure by its return value is checked.
+What differs between the two modules is the table in ``genctl.optimize.flavors``.
+
+Precision comes from the graph: fp32 engines from the exported graphs (TF32 off, so fp32 means
+fp32 and the 1e-4 gate applies), fp16 engines from the fp16 ONNX variant, whose sha256 goes into
+the key (TensorRT 11 removed ``BuilderFlag.FP16``; TensorRT-RTX never had it).
 
 Engines land in ``BUNDLE/engines/<key>/<graph>.engine`` (the folder is written beside and renamed
-into place only after the quality gate passed) and the build record in
-``manifest["engines"][<full key>]``. The timing cache is per platform
-(``engines/timing-<platform>.cache``), since timings from another GPU are meaningless.
+into place only when every graph built and, where a GPU can run them, the quality gate passed) and
+the build record in ``manifest["engines"][<full key>]``. TensorRT-RTX engines built without a
+suitable GPU are recorded with ``status: "built"``: they cannot be gated here.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import hashlib
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from genctl.optimize.cache import Platform, engine_key, folder_name, key_material
+from genctl.optimize.cache import Platform, engine_key, folder_name, key_material, mismatch
+from genctl.optimize.flavors import Flavor, capability_enum, flavor, parse_capabilities, refuse_gpu
 from genctl.optimize.gate import GateConfig, control_samples, run_gate
 from genctl.optimize.profiles import DimRange, bundle_profiles
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, GenctlError
 from genctl.io import atomic_dir, sha256_file
+from genctl.spec import GraphSpec
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory limit (tactics needing more are skipped)
+log = logging.getLogger("genctl.tensorrt")
+_PLUGINS_READY: set[str] = set()  # modules whose plugin library is registered
 
 
-def import_tensorrt():
-    """The ``tensorrt`` module (10.x or newer) or a one-line BackendUnavailable."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise BackendUnavailable("Target 'tensorrt'", got="the tensorrt package is not installed",
-                                 expected="tensorrt>=10 and an NVIDIA GPU",
-                                 fix="pip install tensorrt (10 or newer) on a machine with an NVIDIA GPU, or use --target onnxruntime") from None
-    major = int(str(trt.__version__).split(".")[0])
-    if major < 10:
-        raise BackendUnavailable("Target 'tensorrt'", got=f"tensorrt {trt.__version__}", expected="tensorrt>=10",
-                                 fix="pip install -U 'tensorrt>=10'")
-    return trt
+def import_tensorrt(target: str = "tensorrt"):
+    """The ``tensorrt`` (10 or newer) or TensorRT-RTX module, or a one-line BackendUnavailable."""
+    return flavor(target).load()
 
 
-def current_platform() -> Platform:
-    """TensorRT version, GPU name and compute capability of device 0 (the engine's binding)."""
-    trt = import_tensorrt()
+def current_platform(target: str = "tensorrt") -> Platform:
+    """Module version, GPU name and compute capability of device 0 (what runs the engines).
+
+    For TensorRT-RTX a GPU outside its compute capabilities is refused here, in one line.
+    """
+    from genctl.runtime.devices import gpu_compute_capability
+
+    fl = flavor(target)
+    trt = fl.load()
+    capability = gpu_compute_capability()
+    name = _gpu_name() if capability else ""
+    refuse_gpu(fl, capability, name)
     import torch
 
-    if not torch.cuda.is_available():
-        raise BackendUnavailable("Target 'tensorrt'", got="no CUDA GPU visible to torch",
+    if capability is None or not torch.cuda.is_available():
+        raise BackendUnavailable(f"Target '{target}'", got="no CUDA GPU visible to torch",
                                  expected="an NVIDIA GPU with its driver and a CUDA build of torch",
                                  fix="run on a GPU machine, or use --target onnxruntime")
-    major, minor = torch.cuda.get_device_capability(0)
-    return Platform(tensorrt=str(trt.__version__), gpu=torch.cuda.get_device_name(0), compute_capability=f"{major}.{minor}")
+    return Platform(tensorrt=str(trt.__version__), gpu=name, compute_capability=capability, runtime=target)
 
 
-def build_engine(trt, onnx_path: Path, profile: Mapping[str, dict], precision: str, timing_cache: Path) -> bytes:
-    """Parse ``onnx_path`` and return the serialized engine (bytes)."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+def _gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown GPU"
+
+
+def build_platform(fl: Flavor, trt, capabilities: Sequence[str]) -> Platform:
+    """What the engines will be bound to: this GPU (TensorRT) or a capability list (TensorRT-RTX)."""
+    if not fl.aot:
+        return current_platform(fl.target)
+    return Platform(tensorrt=str(trt.__version__), gpu="any", compute_capability=",".join(capabilities), runtime=fl.target)
+
+
+def engine_sources(bundle: Bundle, precision: str) -> dict[str, tuple[Path, str]]:
+    """``{graph: (onnx file, sha256)}``: the exported graphs for fp32, the fp16 variant for fp16."""
+    if precision == "fp32":
+        return {name: (bundle.graph_file(name), spec.sha256) for name, spec in bundle.graphs.items()}
+    record = bundle.manifest.get("variants", {}).get(precision)
+    if not record or record.get("status") != "passed":
+        raise GenctlError(f"{precision} engines of bundle '{bundle.path}'",
+                          got=f"no {'passed ' if record else ''}{precision} ONNX variant",
+                          expected=f"the {precision} variant (strongly typed engines take their precision from the graph)",
+                          fix=f"run 'genctl build {bundle.path} --target onnxruntime --precision {precision}' first")
+    return {name: (bundle.graph_file(name, precision), record["graphs"][name]["sha256"]) for name in bundle.graphs}
+
+
+def make_logger(trt):
+    """A TensorRT logger that keeps errors (for the one-line message) and sends the rest to logging."""
+
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
+                self.errors.append(str(msg))
+            elif severity == trt.ILogger.WARNING:
+                log.info("%s", msg)
+
+    logger = Logger()
+    init_plugins = getattr(trt, "init_libnvinfer_plugins", None)
+    if init_plugins is not None and trt.__name__ not in _PLUGINS_READY:  # once per module and process
+        if init_plugins(logger, ""):
+            _PLUGINS_READY.add(trt.__name__)
+        else:
+            log.info("init_libnvinfer_plugins failed; graphs that need a plugin will not parse")
+    return logger
+
+
+def _parse(trt, network, logger, onnx_path: Path, graph: str, label: str) -> None:
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise GenctlError(f"TensorRT ONNX parser on '{onnx_path.name}'", got=errors[:300] or "a parse failure",
-                          expected="a graph TensorRT supports", fix="use --target onnxruntime for this bundle")
+    ok = parser.parse_from_file(str(onnx_path))
+    if ok and parser.num_errors == 0:
+        return
+    if parser.num_errors:
+        err = parser.get_error(0)
+        got = f"node '{err.node_name() or err.node()}' ({err.node_operator() or 'unknown op'}): {err.desc()}"
+    else:
+        got = "; ".join(logger.errors) or "a parse failure"
+    raise GenctlError(f"{label} ONNX parser on graph '{graph}'", got=" ".join(got.split())[:300],
+                      expected=f"a graph {label} supports", fix="use --target onnxruntime for this bundle")
+
+
+def io_mismatch(spec, inputs: list[str], outputs: list[str]) -> str | None:
+    """How an engine's (or network's) I/O tensor names differ from the GraphSpec, or None."""
+    diffs = []
+    for what, got, want in (("inputs", inputs, spec.input_names), ("outputs", outputs, spec.output_names)):
+        if sorted(got) != sorted(want):
+            diffs.append(f"{what} {sorted(got)} (GraphSpec {sorted(want)})")
+    return "; ".join(diffs) or None
+
+
+def _check(ok: bool, what: str, graph: str, label: str, logger) -> None:
+    if not ok:
+        raise GenctlError(f"{label} build of graph '{graph}'", got=f"{what} failed: {'; '.join(logger.errors)[:200] or 'see --verbose'}",
+                          expected="a valid builder configuration")
+
+
+def build_engine(trt, fl: Flavor, onnx_path: Path, spec: GraphSpec, profile: Mapping[str, dict],
+                 capabilities: Sequence[str], timing_cache: Path | None) -> bytes:
+    """Parse ``onnx_path`` into a strongly typed network and return the serialized engine."""
+    graph = spec.name
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
+    _parse(trt, network, logger, onnx_path, graph, fl.label)
+    diff = io_mismatch(spec, [network.get_input(i).name for i in range(network.num_inputs)],
+                       [network.get_output(i).name for i in range(network.num_outputs)])
+    if diff:
+        raise GenctlError(f"{fl.label} network of graph '{graph}'", got=diff, expected="the GraphSpec's tensors", fix="re-export the bundle")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    else:
-        config.clear_flag(trt.BuilderFlag.TF32)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 layers stay fp32
+    if fl.aot:
+        config.num_compute_capabilities = len(capabilities)
+        for i, capability in enumerate(capabilities):
+            _check(config.set_compute_capability(capability_enum(trt, capability), i), f"compute capability {capability}", graph, fl.label, logger)
     opt_profile = builder.create_optimization_profile()
     for name, shapes in profile.items():
         opt_profile.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
-    config.add_optimization_profile(opt_profile)
-    cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, False)
+    _check(config.add_optimization_profile(opt_profile) >= 0, "add_optimization_profile", graph, fl.label, logger)
+    if fl.timing_cache and timing_cache is not None:
+        _attach_timing_cache(config, timing_cache, graph, fl, logger)
     blob = builder.build_serialized_network(network, config)
     if blob is None:
-        raise GenctlError(f"TensorRT build of '{onnx_path.name}'", got="no engine (see the TensorRT log above)",
+        raise GenctlError(f"{fl.label} build of graph '{graph}'", got=" ".join("; ".join(logger.errors).split())[:300] or "no engine",
                           expected="a serialized engine", fix="rerun with --verbose; or use --target onnxruntime")
-    _write_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    if fl.timing_cache and timing_cache is not None:
+        _write_atomic(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(blob))
 
 
-def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str, *, force: bool = False,
-                  gate: GateConfig | None = None) -> dict:
-    """Build (or reuse) the engine set for this bundle/profile/precision/platform; gate; record it."""
-    trt = import_tensorrt()
-    platform = current_platform()
-    profiles = bundle_profiles(bundle, ranges)
-    shas = {name: spec.sha256 for name, spec in bundle.graphs.items()}
-    key = engine_key(shas, profiles, precision, platform)
-    engines = bundle.manifest.setdefault("engines", {})
-    if key in engines and engines[key].get("status") == "passed" and not force and _files_ok(bundle, engines[key]):
-        return engines[key]  # cached: same graphs, profiles, precision, TensorRT and GPU
-    rel_dir = f"engines/{folder_name(key)}"
-    (bundle.path / "engines").mkdir(exist_ok=True)
-    timing = bundle.path / "engines" / f"timing-{_platform_tag(platform)}.cache"
-    with atomic_dir(bundle.path / rel_dir, overwrite=True, what="engine folder") as tmp:
-        record = {"key": key, "precision": precision, "platform": platform.to_json(), "profiles": profiles,
-                  "dims": {d: r.as_list() for d, r in ranges.items()}, "graphs": {},
-                  "material": key_material(shas, profiles, precision, platform), "built_at": _now()}
-        for name in bundle.graphs:
-            (tmp / f"{name}.engine").write_bytes(build_engine(trt, bundle.graph_file(name), profiles[name], precision, timing))
-            record["graphs"][name] = {"file": f"{rel_dir}/{name}.engine", "sha256": sha256_file(tmp / f"{name}.engine")}
-        report = _gate(bundle, precision, record, tmp, ranges, gate)
-        record.update(gate=report, status="passed" if report["passed"] else "failed")
-        if not report["passed"] and not force:
-            from genctl.optimize import gate_error
+def _attach_timing_cache(config, path: Path, graph: str, fl: Flavor, logger) -> None:
+    """Reuse the persisted timing cache; one from another TensorRT version is replaced by a fresh one."""
+    if path.is_file() and config.set_timing_cache(config.create_timing_cache(path.read_bytes()), False):
+        return
+    _check(config.set_timing_cache(config.create_timing_cache(b""), False), "set_timing_cache", graph, fl.label, logger)
 
-            raise gate_error(f"tensorrt {precision}", report)
-    engines[key] = record
+
+def gate_possible(fl: Flavor, platform: Platform) -> str | None:
+    """Why the engines cannot be gated on this machine (None when they can: a GPU that runs them)."""
+    from genctl.runtime.devices import gpu_compute_capability
+
+    here = gpu_compute_capability()
+    if not fl.aot:
+        return None  # TensorRT builds only where it runs
+    probe = Platform(platform.tensorrt, _gpu_name() if here else "none", here or "none", fl.target)
+    return mismatch({"platform": platform.to_json()}, probe) and \
+        f"no GPU of compute capability {platform.compute_capability} here (found: {here or 'no GPU'})"
+
+
+@dataclasses.dataclass
+class EngineSet:
+    """One set of engines to build: everything its cache key hashes, and the module that builds it."""
+
+    bundle: Bundle
+    fl: Flavor
+    trt: object
+    platform: Platform
+    precision: str
+    sources: dict[str, tuple[Path, str]]  # graph -> (onnx file, sha256)
+    ranges: Mapping[str, DimRange]
+
+    def __post_init__(self) -> None:
+        self.profiles = bundle_profiles(self.bundle, self.ranges)
+        self.shas = {name: sha for name, (_, sha) in self.sources.items()}
+        self.key = engine_key(self.shas, self.profiles, self.precision, self.platform)
+
+
+def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str, *, target: str = "tensorrt",
+                  capabilities: str | None = None, force: bool = False, gate: GateConfig | None = None) -> dict:
+    """Build (or reuse) the engine set for this bundle/profile/precision/platform; gate; record it."""
+    from genctl.runtime.devices import gpu_compute_capability
+
+    fl = flavor(target)
+    trt = fl.load()
+    platform = build_platform(fl, trt, parse_capabilities(capabilities, fl, gpu_compute_capability()))
+    job = EngineSet(bundle, fl, trt, platform, precision, engine_sources(bundle, precision), ranges)
+    no_gate = gate_possible(fl, platform)
+    engines = bundle.manifest.setdefault("engines", {})
+    cached = engines.get(job.key, {})
+    if cached.get("status") in ("passed", "built" if no_gate else "passed") and not force and _files_ok(bundle, cached):
+        return cached  # same graphs, profiles, precision, module version and GPU / capability list
+    fresh = not (bundle.path / "engines").exists()
+    try:
+        record = _build_folder(job, no_gate, gate, force)
+    except BaseException:
+        if fresh and (bundle.path / "engines").is_dir() and not any((bundle.path / "engines").iterdir()):
+            (bundle.path / "engines").rmdir()  # a failed first build leaves the bundle as it was
+        raise
+    engines[job.key] = record
     bundle.save_manifest()
     return record
 
 
-def _gate(bundle: Bundle, precision: str, record: dict, folder: Path, ranges: Mapping[str, DimRange],
+def _build_folder(job: EngineSet, no_gate: str | None, gate: GateConfig | None, force: bool) -> dict:
+    """Build every engine into a temp folder, gate where possible, rename it into place; the record."""
+    bundle, fl = job.bundle, job.fl
+    rel_dir = f"engines/{folder_name(job.key)}"
+    timing = bundle.path / "engines" / f"timing-{_platform_tag(job.platform)}.cache" if fl.timing_cache else None
+    with atomic_dir(bundle.path / rel_dir, overwrite=True, what="engine folder") as tmp:
+        record = {"key": job.key, "target": fl.target, "precision": job.precision, "platform": job.platform.to_json(),
+                  "profiles": job.profiles, "dims": {d: r.as_list() for d, r in job.ranges.items()}, "graphs": {},
+                  "material": key_material(job.shas, job.profiles, job.precision, job.platform), "built_at": _now()}
+        for name, (source, sha) in job.sources.items():
+            start = time.perf_counter()
+            blob = build_engine(job.trt, fl, source, bundle.graphs[name], job.profiles[name], job.platform.capabilities, timing)
+            (tmp / f"{name}.engine").write_bytes(blob)
+            record["graphs"][name] = {"file": f"{rel_dir}/{name}.engine", "sha256": sha256_file(tmp / f"{name}.engine"),
+                                      "source": Path(os.path.relpath(source, bundle.path)).as_posix(), "source_sha256": sha,
+                                      "build_seconds": round(time.perf_counter() - start, 3)}
+        if no_gate:
+            record.update(gate={"skipped": no_gate}, status="built")
+        else:
+            report = _gate(bundle, fl, job.precision, record, tmp, job.ranges, gate)
+            record.update(gate=report, status="passed" if report["passed"] else "failed")
+            if not report["passed"] and not force:
+                from genctl.optimize import gate_error
+
+                raise gate_error(f"{fl.target} {job.precision}", report)
+    return record
+
+
+def _gate(bundle: Bundle, fl: Flavor, precision: str, record: dict, folder: Path, ranges: Mapping[str, DimRange],
           gate: GateConfig | None) -> dict:
+    from genctl.runtime.backends import backend_class
     from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from genctl.runtime.backends.tensorrt import TensorRTBackend
 
     batch = ranges["batch"]
     # Every gate call must fit the profile: parity at min/opt (and max when small), the loop and
@@ -133,7 +286,7 @@ def _gate(bundle: Bundle, precision: str, record: dict, folder: Path, ranges: Ma
     gate = gate or GateConfig()
     config = dataclasses.replace(gate, batches=tuple(sorted({batch.min, batch.opt} | ({batch.max} if batch.max <= 256 else set()))),
                                  loop_n=min(gate.loop_n, per_call), control_n_per_class=min(control_samples(bundle, gate), per_call))
-    return run_gate(bundle, precision, lambda: TensorRTBackend(bundle, precision, record=record, engine_dir=folder),
+    return run_gate(bundle, precision, lambda: backend_class(fl.target)(bundle, precision, record=record, engine_dir=folder),
                     lambda: OnnxRuntimeBackend(bundle, "fp32", providers=["CPUExecutionProvider"]), config)
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import importlib
 import importlib.util
 import shutil
 import subprocess
 
 
 @functools.lru_cache(maxsize=None)
-def cuda_device_count() -> int:
-    """Number of CUDA devices the driver reports (0 when there is no driver or no GPU)."""
+def _libcuda():
+    """The CUDA driver library after a successful ``cuInit``, or None."""
     for name in ("libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda")):
         if not name:
             continue
@@ -23,11 +24,30 @@ def cuda_device_count() -> int:
             lib = ctypes.CDLL(name)
         except OSError:
             continue
-        count = ctypes.c_int(0)
-        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-            return 0
-        return count.value
-    return 0
+        return lib if lib.cuInit(0) == 0 else None
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_device_count() -> int:
+    """Number of CUDA devices the driver reports (0 when there is no driver or no GPU)."""
+    lib, count = _libcuda(), ctypes.c_int(0)
+    if lib is None or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return count.value
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_compute_capability(device: int = 0) -> str | None:
+    """``"8.9"`` for CUDA device ``device`` (from the driver, without torch), or None without a GPU."""
+    lib = _libcuda()
+    if lib is None or device >= cuda_device_count():
+        return None
+    major, minor = ctypes.c_int(0), ctypes.c_int(0)
+    # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76 (cuda.h)
+    if lib.cuDeviceGetAttribute(ctypes.byref(major), 75, device) or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, device):
+        return None
+    return f"{major.value}.{minor.value}"
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,13 +62,17 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def tensorrt_version() -> str | None:
-    if importlib.util.find_spec("tensorrt") is None:
+def tensorrt_version(target: str = "tensorrt") -> str | None:
+    """Version of the ``tensorrt`` (or ``tensorrt-rtx``) Python module, None when not importable."""
+    from genctl.optimize.flavors import flavor
+
+    modules = flavor(target).modules
+    if importlib.util.find_spec(modules[-1]) is None:
         return None
     try:
-        import tensorrt
-
-        return tensorrt.__version__
+        for name in modules:
+            module = importlib.import_module(name)
+        return str(module.__version__)
     except Exception:  # a broken install is "not usable"
         return None
 

@@ -12,6 +12,7 @@ BACKENDS = {
     "torch-compile": "genctl.runtime.backends.torch:TorchCompileBackend",
     "onnxruntime": "genctl.runtime.backends.onnxruntime:OnnxRuntimeBackend",
     "tensorrt": "genctl.runtime.backends.tensorrt:TensorRTBackend",
+    "tensorrt-rtx": "genctl.runtime.backends.tensorrt:TensorRTRTXBackend",
 }
 
 
@@ -27,19 +28,22 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
-    """The fastest backend that can run this bundle here: a TensorRT engine built for this GPU and
-    precision, else ONNX Runtime, else torch."""
+    """The fastest backend that can run this bundle here: gated TensorRT (then TensorRT-RTX) engines
+    built for this GPU and precision, else ONNX Runtime, else torch. TensorRT-RTX is never picked
+    without a GPU of one of its compute capabilities (``current_platform`` refuses it)."""
     from genctl.runtime.devices import cuda_device_count, tensorrt_version
 
-    if bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version():
+    for target in ("tensorrt", "tensorrt-rtx"):
+        if not (bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version(target)):
+            continue
         try:
             from genctl.optimize.tensorrt import current_platform
             from genctl.runtime.backends.tensorrt import select_record
 
-            if select_record(bundle, precision, current_platform()).get("status") == "passed":
-                return "tensorrt"
+            if select_record(bundle, precision, current_platform(target)).get("status") == "passed":
+                return target
         except (GenctlError, ImportError):
-            pass  # no engine for this precision/GPU/TensorRT: fall back rather than fail
+            pass  # no engine for this precision/GPU/module: fall back rather than fail
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -49,8 +53,11 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 
 # ``NAME+OPTION``: variants of one backend that bench can put side by side.
 BACKEND_OPTIONS = {
-    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}},
+    "torch": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
+    "torch-compile": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
+    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "cudagraphs": {"cuda_graphs": True}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
+    "tensorrt-rtx": {"nocudagraphs": {"cuda_graphs": False}},
 }
 
 

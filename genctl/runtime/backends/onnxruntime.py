@@ -8,6 +8,7 @@ import numpy as np
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable
 from genctl.runtime.backends.base import Backend, TorchValues
+from genctl.runtime.backends.bindings import SlotCache, shape_key
 from genctl.runtime.devices import onnxruntime_providers
 
 
@@ -60,13 +61,30 @@ def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
     return out
 
 
+def check_opt_provider(bundle: Bundle, providers: list[str]) -> None:
+    """An ``opt`` graph holds fusions for the provider it was optimised with (the CPU provider's
+    FusedConv+LeakyRelu fails to load on CUDA); refuse it under another provider, with the fix."""
+    from genctl.optimize.ort_variants import optimization_provider
+
+    record = bundle.manifest.get("variants", {}).get("opt", {})
+    built = record.get("provider") or next(iter(record.get("provenance", {}).values()), {}).get("provider")
+    here = optimization_provider(providers)
+    if built and built != here:
+        short = lambda p: p.replace("ExecutionProvider", "")  # noqa: E731
+        raise BackendUnavailable(f"Variant 'opt' of bundle '{bundle.path}'", got=f"optimised for {short(built)} (here {short(here)})",
+                                 expected=f"a graph optimised for {short(here)}",
+                                 fix=f"run 'genctl build {bundle.path} --target onnxruntime --precision fp32' on this machine")
+
+
 class OnnxRuntimeBackend(Backend):
     """One InferenceSession per graph. Single calls use ``session.run`` on numpy arrays.
 
     Loops use IO binding when a GPU provider runs the graphs (``io_binding=None``, the default):
     fed-back state (diffusion latent, RNN hidden state, KV cache) stays in device memory as torch
-    tensors; ONNX Runtime allocates outputs on the device and hands them over through DLPack
-    without a copy. On the CPU provider there is nothing to keep resident and binding costs Python
+    tensors. A graph called again at the shapes of its previous call runs on a persistent slot
+    (buffers bound once, ``bindings``); other calls bind per call and take ORT-allocated outputs
+    over through DLPack without a copy. ``cuda_graphs=True`` (``onnxruntime+cudagraphs``) lets the
+    CUDA EP capture each slot as a CUDA graph and replay it. On the CPU provider there is nothing to keep resident and binding costs Python
     calls (measured +150 µs per decode step on the 2-core box, BENCHMARKS.md), so it is off unless
     asked for with ``io_binding=True`` (the tests do, to run the same code path on CPU).
     """
@@ -75,41 +93,81 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", "int8", "opt")
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, cuda_graphs: bool = False):
         super().__init__(bundle, precision)
-        ort = import_ort()
+        import_ort()  # a one-line error when the package is missing
         _, usable = onnxruntime_providers()
         self.providers = providers or usable
-        self.sessions = {}
-        for name in bundle.graphs:
-            path = bundle.graph_file(name, precision)
-            self.sessions[name] = ort.InferenceSession(str(path), sess_options=session_options(),
-                                                       providers=provider_options(bundle, self.providers, precision))
+        if precision == "opt":
+            check_opt_provider(bundle, self.providers)
+        if cuda_graphs and "CUDAExecutionProvider" not in self.providers:
+            raise BackendUnavailable("Backend option '+cudagraphs' of 'onnxruntime'", got="no usable CUDA execution provider",
+                                     expected="an NVIDIA GPU and onnxruntime-gpu", fix="use 'onnxruntime' (no CUDA graphs)")
+        self.cuda_graphs = cuda_graphs
+        self.sessions = {name: self._session(name) for name in bundle.graphs}
         on_gpu = self.sessions[next(iter(self.sessions))].get_providers()[0] != "CPUExecutionProvider"
-        if on_gpu if io_binding is None else io_binding:
+        if cuda_graphs or (on_gpu if io_binding is None else io_binding):
             self.values = TorchValues("cuda" if on_gpu else "cpu")
             self.bindings = {name: sess.io_binding() for name, sess in self.sessions.items()}
+            self.slots = SlotCache(self._run_options, cuda_graph_ids=cuda_graphs)
+        self._plain_options = self._run_options(None)
+
+    def _session(self, name: str):
+        """One session; with CUDA graphs the CUDA EP captures (``enable_cuda_graph``), and only the
+        calls that name a ``gpu_graph_id`` (bound slots) are captured or replayed."""
+        ort = import_ort()
+        options = provider_options(self.bundle, self.providers, self.precision)
+        if self.cuda_graphs:
+            options = [(p, {**o, "enable_cuda_graph": "1"}) if p == "CUDAExecutionProvider" else (p, o)
+                       for p, o in (x if isinstance(x, tuple) else (x, {}) for x in options)]
+        return ort.InferenceSession(str(self.bundle.graph_file(name, self.precision)), sess_options=session_options(),
+                                    providers=options)
+
+    def _run_options(self, graph_id: int | None):
+        """Run options: with CUDA graphs, ``gpu_graph_id`` = the slot's graph, or -1 (no capture)."""
+        if not self.cuda_graphs:
+            return None
+        options = import_ort().RunOptions()
+        options.add_run_config_entry("gpu_graph_id", str(graph_id if graph_id is not None else -1))
+        return options
 
     def _run_impl(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = self.bundle.graphs[graph]
-        outputs = self.sessions[graph].run(spec.output_names, dict(feeds))
+        outputs = self.sessions[graph].run(spec.output_names, dict(feeds), self._plain_options)
         return dict(zip(spec.output_names, outputs))
 
     def _run_values_impl(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """IO binding: inputs bound by address; outputs allocated by ONNX Runtime on the device and
-        taken over as torch tensors through DLPack (no copy)."""
-        torch, device = self.values.torch, self.values.device
-        from_dlpack = torch.utils.dlpack.from_dlpack
+        """IO binding. Shapes seen on the previous call of this graph run on a persistent slot
+        (bound once, see ``bindings``); others bind per call, with outputs allocated by ONNX
+        Runtime on the device and taken over as torch tensors through DLPack (no copy)."""
+        spec = self.bundle.graphs[graph]
+        key = shape_key(spec, feeds)
+        slot = self.slots.get(graph, key)
+        if slot is not None:
+            return slot.run(feeds, self._synchronize)
+        out = self._run_bound_once(graph, feeds)
+        self.slots.after_dynamic_call(self.sessions[graph], spec, key, feeds, out, *self._device())
+        return out
+
+    def _device(self) -> tuple[str, int]:
+        device = self.values.device
+        return device, (self.values.torch.cuda.current_device() if device == "cuda" else 0)
+
+    def _synchronize(self) -> None:
+        if self.values.device == "cuda":
+            self.values.torch.cuda.current_stream().synchronize()
+
+    def _run_bound_once(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        from_dlpack = self.values.torch.utils.dlpack.from_dlpack
         spec, binding = self.bundle.graphs[graph], self.bindings[graph]
-        device_id = torch.cuda.current_device() if device == "cuda" else 0
-        if device == "cuda":
-            torch.cuda.current_stream().synchronize()  # what torch wrote into the inputs is complete
+        device, device_id = self._device()
+        self._synchronize()
         keep = [feeds[t.name].contiguous() for t in spec.inputs]
         for t, value in zip(spec.inputs, keep):
             binding.bind_input(t.name, device, device_id, np.dtype(t.dtype), tuple(value.shape), value.data_ptr())
         for name in spec.output_names:
             binding.bind_output(name, device, device_id)
-        self.sessions[graph].run_with_iobinding(binding)  # ends by synchronizing the provider's stream
+        self.sessions[graph].run_with_iobinding(binding, self._plain_options)  # ends by synchronizing the provider's stream
         # The C OrtValue behind the Python wrapper exports a DLPack capsule (the tensor keeps it alive).
         out = {name: from_dlpack(v._ortvalue.to_dlpack()) for name, v in zip(spec.output_names, binding.get_outputs())}
         binding.clear_binding_inputs()
@@ -118,6 +176,6 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         short = [p.replace("ExecutionProvider", "") for p in self.sessions[next(iter(self.sessions))].get_providers()]
-        return (f"onnxruntime[{','.join(short)}]" + ("+iobinding" if self.values else "")
+        return (f"onnxruntime[{','.join(short)}]" + ("+iobinding" if self.values else "") + ("+cudagraphs" if self.cuda_graphs else "")
                 + ("" if self.precision == "fp32" else f" {self.precision}"))
 
