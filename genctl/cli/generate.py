@@ -12,7 +12,8 @@ from genctl.cli.common import Backend, Precision, console, user_errors
 @user_errors
 def generate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE). Default: every class.")] = None,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE, smile=0.7, tint=0,1,0). Default: every class.")] = None,
+    cond_file: Annotated[Optional[list[str]], typer.Option("--cond-file", help="Vector condition from a .npy: emb.npy or NAME=emb.npy ((dim,) or (rows, dim)).")] = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Samples per condition row (default 16, or the number of --from images).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of all sampling noise: same seed, same samples on every backend.")] = 0,
     backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
@@ -32,7 +33,7 @@ def generate(
 ) -> None:
     """Generate samples for the given conditions and print a summary (or write them with --out)."""
     from genctl.render.samples import check_out
-    from genctl.conditions import parse_cond_args
+    from genctl.conditions import parse_cond_args, read_cond_files
     from genctl.runtime.generator import Generator
 
     conditions = parse_cond_args(cond or [])
@@ -40,6 +41,7 @@ def generate(
                     top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens)
     inputs = {"prefix": prefix} if prefix is not None else {}
     with Generator.load(bundle, backend=backend.value, precision=precision.value) as gen:
+        conditions.update(read_cond_files(cond_file or [], gen.bundle.conditions))
         if out is not None:
             check_out(out, gen.bundle.output_kind)
         if from_image is not None:

@@ -7,6 +7,7 @@ from genctl.eval.images import control_accuracy
 
 def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> dict:
     bundle = gen.bundle
+    check_evaluator(bundle)
     n_classes = len(bundle.conditions.conditions[0].names)
     per_class = max(1, n // n_classes)
     if bundle.output_kind == "text":
@@ -33,6 +34,21 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
         ds = get_dataset(bundle.manifest["dataset"]["name"])
         report["test_bits_per_dim"] = bits_per_dim(gen, bundle, ds.x_test, ds.y_test)
     return report
+
+
+def check_evaluator(bundle) -> None:
+    """An evaluator needs a shipped dataset and a first condition that is its categorical label."""
+    from genctl.conditions import Categorical
+    from genctl.data import DATASETS
+
+    name = bundle.manifest.get("dataset", {}).get("name")
+    first = bundle.conditions.conditions[0] if bundle.conditions.conditions else None
+    labels = bundle.manifest.get("dataset", {}).get("label_names", [])
+    if name not in DATASETS or not isinstance(first, Categorical) or list(first.names) != list(labels):
+        raise ConditionError(f"genctl eval of bundle '{bundle.path}'", got=f"dataset '{name}' and no evaluator that applies",
+                             expected=f"a bundle of a shipped dataset {sorted(DATASETS)} whose first condition is its label",
+                             fix="evaluators exist for the shipped datasets; a bring-your-own model can name one with "
+                                 "export_model(..., evaluate_on='mnist') if its first condition has that dataset's labels")
 
 
 def _scales(text: str | None) -> list[float]:

@@ -13,7 +13,7 @@ from genctl.errors import GenctlError
 from genctl.io import check_writable_parent
 from genctl.runtime.samplers import Samples
 
-SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy")}
+SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy"), "array": (".npy",)}
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -5,6 +5,10 @@ Two modes, named by the manifest's ``sampler.mode``:
   every generated token; ``hidden_out`` feeds ``hidden``.
 - ``kv_cache`` (chartransformer): ``prefill`` runs BOS + prefix in one call, then ``decode`` runs
   one token per step; ``present_k/v`` feed ``past_k/v``.
+- ``recompute`` (bring-your-own next-token models without a cache): the ``next`` graph gets the
+  whole sequence so far each step and returns the last position's logits.
+
+Every condition input of the graph (one or several, any kind) is fed from the request's rows.
 
 Per step: the logits come back to the host, one uniform number per sequence is drawn from the
 seeded ``rng`` and a token is picked by inverse CDF after temperature / top-k / top-p. The draw
@@ -39,18 +43,17 @@ class AutoregressiveSampler(Sampler):
         super().__init__(bundle)
         self.vocab = list(bundle.info["vocab"])
         self.context = int(bundle.info["context"])
-        self.condition = bundle.conditions.conditions[0].name
 
     def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
                controls: dict[str, Any], prefix: str | None = None, **_: Any) -> Samples:
         prefix = prefix or ""
         prefix_ids = check_text(prefix, self.vocab)
         max_new = self.budget(controls["max_new_tokens"], len(prefix_ids))
-        locale = rows.feeds(self.bundle.conditions, n)[self.condition]  # (N,) one control code per sequence
-        total = len(locale)
+        conds = rows.feeds(self.bundle.conditions, n)  # name -> (N, ...) one value per sequence
+        total = rows.n_rows * n
         prompt = np.tile(np.array([BOS] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
-        stepper = (KVCacheStepper if self.section.get("mode") == "kv_cache" else RecurrentStepper)(backend, self.section)
-        generated, meta = self.loop(stepper, prompt, locale, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
+        stepper = STEPPERS[self.section.get("mode", "recurrent")](backend, self.section)
+        generated, meta = self.loop(stepper, prompt, conds, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
         return self.package(rows, n, prefix, prefix_ids, generated, meta)
 
     def budget(self, max_new_tokens: int, prefix_len: int) -> int:
@@ -65,14 +68,14 @@ class AutoregressiveSampler(Sampler):
                                           f"of {prefix_len} + new tokens but the last)")
         return max_new_tokens or room
 
-    def loop(self, stepper, prompt: np.ndarray, locale: np.ndarray, rng: np.random.Generator, controls: dict,
+    def loop(self, stepper, prompt: np.ndarray, conds: dict[str, np.ndarray], rng: np.random.Generator, controls: dict,
              max_new: int, allow_eos_first: bool) -> tuple[list[list[int]], dict]:
         """Generate up to ``max_new`` tokens per row; returns token lists (EOS kept) and timing meta."""
-        total = len(locale)
+        total = len(prompt)
         generated: list[list[int]] = [[] for _ in range(total)]
         active = np.arange(total)
         start = time.perf_counter()
-        logits = stepper.start(prompt, locale)
+        logits = stepper.start(prompt, conds)
         ttft, inter, last = 0.0, [], start
         for step in range(max_new):
             u = rng.random(total)[active]  # one draw per sequence per step, whether or not it is still alive
@@ -136,7 +139,7 @@ def nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
 
 
 class RecurrentStepper:
-    """``step(token, hidden, locale)``: the prompt is fed token by token from a zero state.
+    """``step(token, hidden, <conditions>)``: the prompt is fed token by token from a zero state.
 
     The state is a backend value (device-resident under IO binding / TensorRT): outputs named in
     ``feeds_back`` become the next call's inputs without visiting the host; only the logits do.
@@ -146,14 +149,13 @@ class RecurrentStepper:
         self.backend, self.graph = backend, section["graphs"]["step"]
         self.spec = backend.bundle.graphs[self.graph]
         self.token, self.logits, self.back = section["token_input"], section["logits_output"], section["feeds_back"]
-        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
         self.state: dict = {}
-        self.locale = None
+        self.conds: dict = {}
 
-    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
         put = self.backend.put
-        self.locale = put(locale)
-        self.state = {t.name: put(np.zeros(t.concrete({"batch": len(locale)}), dtype=t.dtype))
+        self.conds = {k: put(v) for k, v in conds.items()}
+        self.state = {t.name: put(np.zeros(t.concrete({"batch": len(prompt)}), dtype=t.dtype))
                       for t in self.spec.inputs if t.role == "state"}
         for j in range(prompt.shape[1]):
             logits = self._run(prompt[:, j])
@@ -163,11 +165,11 @@ class RecurrentStepper:
         """Drop the finished rows (``keep`` false) from the state, then one step on ``tokens``."""
         take = self.backend.take_rows
         self.state = {k: take(v, self.spec.input(k).shape.index("batch"), keep) for k, v in self.state.items()}
-        self.locale = take(self.locale, 0, keep)
+        self.conds = {k: take(v, 0, keep) for k, v in self.conds.items()}
         return self._run(tokens)
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, self.cond: self.locale}
+        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds}
         out = self.backend.run_values(self.graph, feeds)
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[self.logits])
@@ -182,14 +184,43 @@ class KVCacheStepper(RecurrentStepper):
         self.spec = backend.bundle.graphs[self.graph]
         self.prompt, self.token = section["prompt_input"], section["token_input"]
         self.logits, self.back = section["logits_output"], section["feeds_back"]
-        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
-        self.state, self.locale = {}, None
+        self.state, self.conds = {}, {}
 
-    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        self.locale = self.backend.put(locale)
-        out = self.backend.run_values(self.prefill, {self.prompt: prompt, self.cond: self.locale})
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
+        self.conds = {k: self.backend.put(v) for k, v in conds.items()}
+        out = self.backend.run_values(self.prefill, {self.prompt: prompt, **self.conds})
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[self.logits])
+
+
+class RecomputeStepper(RecurrentStepper):
+    """``next(tokens, <conditions>) -> logits``: the whole sequence every step, no cache.
+
+    The sequence is host data the sampler owns anyway (it picks tokens on the host); each step
+    appends the picked tokens and reruns the graph on the sequence so far.
+    """
+
+    def __init__(self, backend: Backend, section: dict):
+        self.backend, self.graph = backend, section["graphs"]["next"]
+        self.token, self.logits = section["prompt_input"], section["logits_output"]
+        self.seq, self.conds = np.zeros((0, 0), dtype=np.int64), {}
+
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
+        self.conds = {k: self.backend.put(v) for k, v in conds.items()}
+        self.seq = prompt
+        return self._call()
+
+    def next(self, tokens: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        self.seq = np.concatenate([self.seq[keep], tokens[:, None]], axis=1)  # (live rows, T + 1)
+        self.conds = {k: self.backend.take_rows(v, 0, keep) for k, v in self.conds.items()}
+        return self._call()
+
+    def _call(self) -> np.ndarray:
+        out = self.backend.run_values(self.graph, {self.token: np.ascontiguousarray(self.seq), **self.conds})
+        return self.backend.get(out[self.logits])
+
+
+STEPPERS = {"recurrent": RecurrentStepper, "kv_cache": KVCacheStepper, "recompute": RecomputeStepper}
 
 
 __all__ = ["AutoregressiveSampler", "nucleus", "pick"]

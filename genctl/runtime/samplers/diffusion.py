@@ -77,7 +77,7 @@ class DiffusionSampler(Sampler):
         if steps > self.train_timesteps:
             raise ConditionError("Control --steps", got=steps,
                                  expected=f"a value in [1, {self.train_timesteps}] (the model's training timesteps)")
-        if w != 1.0 and not self.section.get("cfg_dropout", 0) > 0:
+        if w != 1.0 and not self.section.get("unconditional", (self.section.get("cfg_dropout") or 0) > 0):
             raise ConditionError("Control --guidance-scale", got=w,
                                  expected="1 for this model: it was trained without null-class dropout (cfg_dropout=0), "
                                           "so it has no unconditional prediction", fix="retrain with cfg_dropout > 0")

@@ -33,7 +33,7 @@ class OneShotSampler(Sampler):
             noise_name = next(t.name for t in spec.inputs if t.role == "noise")
             feeds[noise_name] = self._encode(backend, images, image_labels, rows, n)
         out = backend.run(spec.name, feeds)
-        return Samples(data=out[spec.output_names[0]], rows=rows.labels, n=n, kind="image")
+        return Samples(data=out[spec.output_names[0]], rows=rows.labels, n=n, kind=self.bundle.output_kind)
 
     def _encode(self, backend: Backend, images: np.ndarray, labels: np.ndarray, rows: ConditionRows, n: int) -> np.ndarray:
         enc = self.section.get("encoder")
