@@ -145,8 +145,9 @@ def create_app(gen: Generator, config: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # warm-up before the worker exists (so nothing else touches the generator): first calls are slow
+        await asyncio.to_thread(gen.generate_many, [gen.request(None, n=1, seed=0)])
         batcher.start()
-        await batcher.submit(gen.request(None, n=1, seed=0), timeout_s=600)  # warm-up: first calls are slow
         state["ready"] = True
         try:
             yield

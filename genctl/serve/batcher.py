@@ -73,8 +73,8 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        """Requests waiting (not yet in a running batch)."""
-        return len(self._queue)
+        """Requests waiting (not yet in a running batch; given-up ones not counted)."""
+        return sum(not i.future.cancelled() for i in list(self._queue))
 
     def enqueue(self, request: Request) -> Future:
         """Queue ``request``; its future resolves to ``Samples``. ``QueueFull`` past ``max_queue``."""
