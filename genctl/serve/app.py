@@ -159,15 +159,7 @@ def create_app(gen: Generator, config: ServeConfig | None = None) -> FastAPI:
                   description="Controlled generation over one bundle; concurrent requests are batched.")
     app.state.batcher, app.state.metrics, app.state.config = batcher, metrics, config
 
-    @app.middleware("http")
-    async def access_log(request: HTTPRequest, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        ms = (time.perf_counter() - start) * 1000
-        client = request.client.host if request.client else "-"
-        ACCESS.info("%s %s %s %d %.1fms%s", client, request.method, request.url.path, response.status_code, ms,
-                    f" rows={response.headers['x-genctl-rows']}" if "x-genctl-rows" in response.headers else "")
-        return response
+    app.add_middleware(AccessLog)
 
     @app.post("/generate", response_model=GenerateResponse, openapi_extra=_body_schema(),
               responses={400: {"description": "Bad request (one-line message)"}, 503: {"description": "Queue full"},
@@ -199,6 +191,34 @@ def create_app(gen: Generator, config: ServeConfig | None = None) -> FastAPI:
     return app
 
 
+class AccessLog:
+    """One concise line per request (client, method, path, status, ms, rows); plain ASGI, so it
+    costs microseconds, unlike Starlette's BaseHTTPMiddleware."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, seen = time.perf_counter(), {}
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                seen["rows"] = dict(message.get("headers") or []).get(b"x-genctl-rows", b"").decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if ACCESS.isEnabledFor(logging.INFO):
+                client = (scope.get("client") or ("-",))[0]
+                rows = f" rows={seen['rows']}" if seen.get("rows") else ""
+                ACCESS.info("%s %s %s %s %.1fms%s", client, scope["method"], scope["path"], seen.get("status", "-"),
+                            (time.perf_counter() - start) * 1000, rows)
+
+
 def _body_schema() -> dict:
     """The typed model in OpenAPI, while the handler reads the raw body (size limit, one-line errors)."""
     schema = GenerateRequest.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -228,7 +248,7 @@ async def _generate(request: HTTPRequest, gen: Generator, batcher: Batcher, conf
                            "ask for fewer rows, or raise --timeout-s")
     except GenctlError as exc:
         return _error(400, str(exc))
-    out = await asyncio.to_thread(render, gen, samples, fmt)  # PNG encoding / tolist off the event loop
+    out = await asyncio.to_thread(render, gen, samples, fmt) if fmt == "png" else render(gen, samples, fmt)  # PNG off the loop
     return Response(json.dumps(out, ensure_ascii=False), media_type="application/json",
                     headers={"x-genctl-rows": str(req.total)})
 
