@@ -41,6 +41,14 @@ def start(bundle: str, port: int, *flags: str) -> subprocess.Popen:
     raise SystemExit("server did not become ready")
 
 
+def mean_batch_requests(port: int) -> float:
+    """Requests per sampler call over the run, from the server's own histogram."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        values = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines() if line.startswith("genctl_batch_requests_"))
+    count = float(values.get("genctl_batch_requests_count", 0))
+    return round(float(values.get("genctl_batch_requests_sum", 0)) / count, 2) if count else 0.0
+
+
 def run(bundle: str, port: int, flags: list[str], body: dict, concurrency: int, duration: float,
         rate: float | None = None) -> dict:
     proc = start(bundle, port, *flags)
@@ -48,10 +56,12 @@ def run(bundle: str, port: int, flags: list[str], body: dict, concurrency: int, 
         before = rss_mb(proc.pid)
         r = load_test(f"http://127.0.0.1:{port}", body, concurrency=concurrency, duration_s=duration, rate=rate)
         after = rss_mb(proc.pid)
+        mean_batch = mean_batch_requests(port)
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
-    out = {"flags": " ".join(flags), **r.to_json(), "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1)}
+    out = {"flags": " ".join(flags), **r.to_json(), "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+           "mean_batch_requests": mean_batch}
     print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in out.items()}), flush=True)
     return out
 

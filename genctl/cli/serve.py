@@ -46,7 +46,10 @@ def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str
     from genctl.serve import server
     from genctl.serve.app import ACCESS, create_app
 
-    gen = Generator.load(bundle, backend=backend, precision=precision)
+    from genctl.bundle import Bundle
+
+    b = Bundle.load(bundle)
+    gen = Generator.load(b, backend=server_backend(b, backend, precision), precision=precision)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     ACCESS.addHandler(handler)
@@ -60,3 +63,13 @@ def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str
         pass
     finally:
         gen.close()
+
+
+def server_backend(bundle, backend: str, precision: str) -> str:
+    """ONNX Runtime without busy-waiting threads unless options were given: in a server the
+    event loop needs the cores the idle intra-op threads would spin on (batched diffusion on the
+    2-core box: 26 → 45 rows/s, BENCHMARKS.md)."""
+    from genctl.runtime.backends import auto_backend
+
+    base = auto_backend(bundle, precision) if backend == "auto" else backend
+    return base + "+nospin" if base == "onnxruntime" else backend

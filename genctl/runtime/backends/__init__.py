@@ -49,7 +49,7 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 
 # ``NAME+OPTION``: variants of one backend that bench can put side by side.
 BACKEND_OPTIONS = {
-    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}},
+    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "nospin": {"spin": False}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
 }
 

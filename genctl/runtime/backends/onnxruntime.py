@@ -21,13 +21,16 @@ def import_ort():
     return ort
 
 
-def session_options(threads: int = 0):
+def session_options(threads: int = 0, spin: bool = True):
+    """``spin=False`` stops idle intra-op threads from busy-waiting: a server's event loop shares the cores."""
     ort = import_ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: no provider chatter on a normal run
     if threads:
         opts.intra_op_num_threads = threads
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
@@ -75,7 +78,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", "int8", "opt")
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, spin: bool = True):
         super().__init__(bundle, precision)
         ort = import_ort()
         _, usable = onnxruntime_providers()
@@ -83,7 +86,7 @@ class OnnxRuntimeBackend(Backend):
         self.sessions = {}
         for name in bundle.graphs:
             path = bundle.graph_file(name, precision)
-            self.sessions[name] = ort.InferenceSession(str(path), sess_options=session_options(),
+            self.sessions[name] = ort.InferenceSession(str(path), sess_options=session_options(spin=spin),
                                                        providers=provider_options(bundle, self.providers, precision))
         on_gpu = self.sessions[next(iter(self.sessions))].get_providers()[0] != "CPUExecutionProvider"
         if on_gpu if io_binding is None else io_binding:
