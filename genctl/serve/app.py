@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
+import numpy as np
 from fastapi import FastAPI, Request as HTTPRequest
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -125,7 +126,7 @@ def render(gen: Generator, samples: Samples, fmt: str = "json") -> dict:
         out["png_base64"] = base64.b64encode(buf.getvalue()).decode()
     else:
         out["shape"] = list(samples.data.shape)
-        out["samples"] = samples.data.round(5).tolist()
+        out["samples"] = samples.data.astype(np.float64).round(5).tolist()  # float64: short decimals in JSON
     return out
 
 
