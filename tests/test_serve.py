@@ -134,3 +134,14 @@ def test_health_ready_docs_and_metrics(server):
                  "genctl_queue_depth", "genctl_rows_total", "genctl_rows_per_second"):
         assert name in text
     assert client.get("/nope").status_code == 404
+
+
+def test_loadtest_reports_what_the_server_saw(server):
+    from genctl.serve.loadtest import load_test
+
+    client, app = server
+    before = app.state.metrics.requests.labels("200")._value.get()
+    r = load_test(str(client.base_url), {"n": 2, "conditions": {"label": 4}}, concurrency=4, duration_s=0.5)
+    served = app.state.metrics.requests.labels("200")._value.get() - before
+    assert r.requests == r.ok == served > 0 and r.status == {"200": r.ok} and r.rejected == 0
+    assert r.rows == 2 * r.ok and 0 < r.p50_ms <= r.p90_ms <= r.p99_ms
