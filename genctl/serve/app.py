@@ -249,6 +249,9 @@ async def _generate(request: HTTPRequest, gen: Generator, batcher: Batcher, conf
                            "ask for fewer rows, or raise --timeout-s")
     except GenctlError as exc:
         return _error(400, str(exc))
+    except Exception as exc:  # noqa: BLE001  (a bug, not the caller's fault: logged, counted, answered)
+        logging.getLogger("genctl.serve").exception("generation failed")
+        return _error(500, f"Server | got {type(exc).__name__} while generating | expected none | fix: report a bug")
     out = await asyncio.to_thread(render, gen, samples, fmt) if fmt == "png" else render(gen, samples, fmt)  # PNG off the loop
     return Response(json.dumps(out, ensure_ascii=False), media_type="application/json",
                     headers={"x-genctl-rows": str(req.total)})
