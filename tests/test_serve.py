@@ -145,3 +145,17 @@ def test_loadtest_reports_what_the_server_saw(server):
     served = app.state.metrics.requests.labels("200")._value.get() - before
     assert r.requests == r.ok == served > 0 and r.status == {"200": r.ok} and r.rejected == 0
     assert r.rows == 2 * r.ok and 0 < r.p50_ms <= r.p90_ms <= r.p99_ms
+
+
+def test_cli_serve_on_a_busy_port_is_a_one_line_error(cvae_bundle):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from genctl.cli.main import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        r = CliRunner().invoke(app, ["serve", str(cvae_bundle), "--port", str(busy.getsockname()[1])])
+    assert r.exit_code == 1 and "expected a free port" in r.output

@@ -50,9 +50,10 @@ def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str
 
     b = Bundle.load(bundle)
     gen = Generator.load(b, backend=server_backend(b, backend, precision), precision=precision)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    ACCESS.addHandler(handler)
+    if not ACCESS.handlers:  # one concise line per request on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        ACCESS.addHandler(handler)
     ACCESS.setLevel(logging.INFO)
     ACCESS.propagate = False
     console.print(f"serving {bundle} ({gen.bundle.family}, {gen.backend.describe()}) on http://{host}:{port} "
