@@ -75,7 +75,7 @@ def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
     assert [r["backend"] for r in records] == ["onnxruntime", "onnxruntime+iobinding"]
     assert [r["runtime"].endswith("+iobinding") for r in records] == [False, True]
     for backends, message in (("onnxruntime+fast", r"Backend option '\+fast' of 'onnxruntime' \| got an unknown option \| "
-                                                    r"expected one of \['\+iobinding', '\+noiobinding'\]"),
+                                                    r"expected one of \['\+iobinding', '\+noiobinding', '\+nospin'\]"),
                               ("torch+iobinding", r"Backend option '\+iobinding' of 'torch' \| got an unknown option")):
         res = invoke("bench", cvae_bundle, "--backends", backends, "--batch-sizes", "1", "--iters", 1)
         assert res.exit_code == 1 and re.search(message, res.output), res.output
