@@ -27,7 +27,7 @@ from genctl.conditions import ConditionRows, Control
 from genctl.data.names import BOS, EOS, PAD, check_text, decode
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Samples, Sampler
+from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
 
 
 class AutoregressiveSampler(Sampler):
@@ -44,17 +44,25 @@ class AutoregressiveSampler(Sampler):
         self.vocab = list(bundle.info["vocab"])
         self.context = int(bundle.info["context"])
 
-    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
-               controls: dict[str, Any], prefix: str | None = None, **_: Any) -> Samples:
-        prefix = prefix or ""
+    def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
+        prefix = requests[0].inputs.get("prefix") or ""  # batch_key: one prompt per batch
         prefix_ids = check_text(prefix, self.vocab)
-        max_new = self.budget(controls["max_new_tokens"], len(prefix_ids))
-        conds = rows.feeds(self.bundle.conditions, n)  # name -> (N, ...) one value per sequence
-        total = rows.n_rows * n
+        max_new = np.concatenate([np.full(r.total, self.budget(r.controls["max_new_tokens"], len(prefix_ids)))
+                                  for r in requests])  # (N,) each row's own token budget
+        conds = condition_feeds(self.bundle.conditions, requests)  # name -> (N, ...) one value per sequence
+        total = sum(r.total for r in requests)
         prompt = np.tile(np.array([BOS] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
         stepper = STEPPERS[self.section.get("mode", "recurrent")](backend, self.section)
-        generated, meta = self.loop(stepper, prompt, conds, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
-        return self.package(rows, n, prefix, prefix_ids, generated, meta)
+        generated, meta = self.loop(stepper, prompt, conds, requests, max_new, allow_eos_first=bool(prefix_ids))
+        return [self.package(r.rows, r.n, prefix, prefix_ids, generated[s], meta)
+                for r, s in zip(requests, split(requests))]
+
+    def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
+        prefix = inputs.get("prefix") or ""
+        self.budget(controls["max_new_tokens"], len(check_text(prefix, self.vocab)))
+
+    def batch_key(self, request: Request):
+        return request.inputs.get("prefix") or ""  # temperature, top-k/p and max_new_tokens are per row
 
     def budget(self, max_new_tokens: int, prefix_len: int) -> int:
         """New tokens allowed: BOS + prefix + all but the last new token must fit the context."""
@@ -68,19 +76,23 @@ class AutoregressiveSampler(Sampler):
                                           f"of {prefix_len} + new tokens but the last)")
         return max_new_tokens or room
 
-    def loop(self, stepper, prompt: np.ndarray, conds: dict[str, np.ndarray], rng: np.random.Generator, controls: dict,
-             max_new: int, allow_eos_first: bool) -> tuple[list[list[int]], dict]:
-        """Generate up to ``max_new`` tokens per row; returns token lists (EOS kept) and timing meta."""
+    def loop(self, stepper, prompt: np.ndarray, conds: dict[str, np.ndarray], requests: list[Request], max_new: np.ndarray,
+             allow_eos_first: bool) -> tuple[list[list[int]], dict]:
+        """Generate up to ``max_new[row]`` tokens per row; returns token lists (EOS kept) and timing meta.
+
+        A row leaves the batch (and the state) at EOS or at its own budget, so requests with
+        different ``max_new_tokens`` share the loop and finished rows cost nothing.
+        """
         total = len(prompt)
+        owner = np.repeat(np.arange(len(requests)), [r.total for r in requests])  # request index per row
         generated: list[list[int]] = [[] for _ in range(total)]
         active = np.arange(total)
         start = time.perf_counter()
         logits = stepper.start(prompt, conds)
         ttft, inter, last = 0.0, [], start
-        for step in range(max_new):
-            u = rng.random(total)[active]  # one draw per sequence per step, whether or not it is still alive
+        for step in range(int(max_new.max())):
             banned = [PAD, BOS] if (step or allow_eos_first) else [PAD, BOS, EOS]  # no empty names
-            tokens = pick(logits, u, controls, banned)
+            tokens = self._pick_rows(logits, active, owner, requests, banned)
             for row, tok in zip(active, tokens):
                 generated[row].append(int(tok))
             now = time.perf_counter()
@@ -89,12 +101,29 @@ class AutoregressiveSampler(Sampler):
             else:
                 inter.append(now - last)  # one decode call + one pick
             last = now
-            keep = tokens != EOS
-            if step == max_new - 1 or not keep.any():
+            keep = (tokens != EOS) & (max_new[active] > step + 1)
+            if not keep.any():
                 break
             active, logits = active[keep], stepper.next(tokens[keep], keep)
         return generated, {"tokens": sum(len(g) for g in generated), "ttft_s": ttft, "inter_token_s": inter,
                            "seconds": time.perf_counter() - start}
+
+    @staticmethod
+    def _pick_rows(logits: np.ndarray, active: np.ndarray, owner: np.ndarray, requests: list[Request],
+                   banned: list[int]) -> np.ndarray:
+        """Tokens for the live rows, each request with its own controls and its own uniforms.
+
+        Each request still alive draws one uniform per sequence per step, live or not, exactly
+        as it would alone, so its text does not depend on its batch mates.
+        """
+        tokens = np.empty(len(active), dtype=np.int64)
+        for i in np.unique(owner[active]):
+            r = requests[i]
+            mine = owner[active] == i
+            first = int(np.searchsorted(owner, i))  # the request's first row in the batch
+            u = r.rng.random(r.total)[active[mine] - first]
+            tokens[mine] = pick(logits[mine], u, r.controls, banned)
+        return tokens
 
     def package(self, rows: ConditionRows, n: int, prefix: str, prefix_ids: list[int], generated: list[list[int]],
                 meta: dict) -> Samples:
@@ -104,7 +133,7 @@ class AutoregressiveSampler(Sampler):
         for i, s in enumerate(seqs):
             data[i, :len(s)] = s
         texts = [prefix + decode(g, self.vocab) for g in generated]
-        meta = {**meta, "prefix": prefix}
+        meta = {**meta, "prefix": prefix, "tokens": sum(len(g) for g in generated)}  # this request's tokens
         return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
 
 
