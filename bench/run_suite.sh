@@ -25,9 +25,11 @@ for fam in "${families[@]}"; do
     echo "$fam: int8 variant refused by the quality gate (see above); benched without it"
     fam_backends=${backends//,onnxruntime:int8/}
   fi
-  genctl bench "$bd" --backends "$fam_backends" --batch-sizes "$sizes" "${extra[@]}" --json "$results/$fam.bench.json" | tee "$results/$fam.bench.txt"
+  genctl bench "$bd" --backends "$fam_backends" --batch-sizes "$sizes" "${extra[@]}" --json "$results/$fam.bench.json" --plot "$results/$fam.bench.png" | tee "$results/$fam.bench.txt"
   genctl eval "$bd" --backend onnxruntime "${evalargs[@]}" --json "$results/$fam.eval.json" | tee "$results/$fam.eval.txt"
   if genctl inspect "$bd" --json | grep -q '"int8"'; then
     genctl eval "$bd" --backend onnxruntime --precision int8 "${evalargs[@]}" --json "$results/$fam.eval-int8.json" | tee "$results/$fam.eval-int8.txt" || true
   fi
 done
+# Plots of every family's results, the guidance sweep and the summary across families (BENCHMARKS.md shows them).
+python bench/plot_results.py

@@ -75,11 +75,46 @@ class Vector:
     def describe(self) -> str:
         return f"vector({self.dim}) in [{self.low}, {self.high}]"
 
+    def default(self) -> tuple[float, ...]:
+        """A request without this condition gets zeros (clipped into the range)."""
+        return (float(np.clip(0.0, self.low, self.high)),) * self.dim
+
     def to_array(self, values: Sequence[Sequence[float]]) -> np.ndarray:
         return np.asarray(values, dtype=np.float32)
 
 
-Condition = Categorical | Vector
+@dataclass(frozen=True)
+class Continuous:
+    """One float in ``[low, high]`` (``--cond smile=0.7``); the graph gets a float32 (batch,) input."""
+
+    name: str
+    low: float = 0.0
+    high: float = 1.0
+    kind: str = "continuous"
+
+    def parse(self, value: object) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ConditionError(f"Condition '{self.name}'", got=repr(value), expected=f"a number in [{self.low}, {self.high}]") from None
+        if not (self.low <= number <= self.high):  # NaN fails too
+            raise ConditionError(f"Condition '{self.name}'", got=number, expected=f"a number in [{self.low}, {self.high}]")
+        return number
+
+    def describe(self) -> str:
+        return f"continuous in [{self.low}, {self.high}]"
+
+    def default(self) -> float:
+        """A request without this condition gets the middle of the range (0 for an unbounded one)."""
+        mid = (self.low + self.high) / 2
+        return mid if math.isfinite(mid) else float(np.clip(0.0, self.low, self.high))
+
+    def to_array(self, values: Sequence[float]) -> np.ndarray:
+        return np.asarray(values, dtype=np.float32)
+
+
+Condition = Categorical | Vector | Continuous
+CONDITION_KINDS = "'categorical', 'continuous' or 'vector'"
 
 
 def condition_from_json(data: dict) -> Condition:
@@ -87,7 +122,9 @@ def condition_from_json(data: dict) -> Condition:
         return Categorical(name=data["name"], names=tuple(data["names"]))
     if data.get("kind") == "vector":
         return Vector(name=data["name"], dim=int(data["dim"]), low=float(data["low"]), high=float(data["high"]))
-    raise ConditionError("Condition kind", got=data.get("kind"), expected="'categorical' or 'vector'")
+    if data.get("kind") == "continuous":
+        return Continuous(name=data["name"], low=float(data["low"]), high=float(data["high"]))
+    raise ConditionError("Condition kind", got=data.get("kind"), expected=CONDITION_KINDS)
 
 
 def condition_to_json(cond: Condition) -> dict:
@@ -159,10 +196,12 @@ class ConditionSchema:
         if raw is None:
             if isinstance(cond, Categorical):
                 return list(range(len(cond.names)))
-            raise ConditionError(f"Condition '{cond.name}'", got="nothing", expected=f"a value: {cond.describe()}")
-        if isinstance(cond, Categorical):
-            items = raw if isinstance(raw, (list, tuple)) else str(raw).split(",")
+            return [cond.default()]
+        if isinstance(cond, (Categorical, Continuous)):  # "0.1,0.5" or [0.1, 0.5]: one row per value
+            items = raw if isinstance(raw, (list, tuple, np.ndarray)) else str(raw).split(",")
             return [cond.parse(v) for v in items]
+        if isinstance(raw, np.ndarray) and raw.ndim == 2:  # --cond-file rows.npy: one row per vector
+            raw = raw.tolist()
         items = raw if isinstance(raw, list) and raw and isinstance(raw[0], (list, tuple)) else [raw]
         return [cond.parse(v) for v in items]
 
@@ -170,7 +209,12 @@ class ConditionSchema:
         parts = []
         for cond in self.conditions:
             v = values[cond.name][i]
-            parts.append(f"{cond.name}={cond.names[v]}" if isinstance(cond, Categorical) else f"{cond.name}={list(v)}")
+            if isinstance(cond, Categorical):
+                parts.append(f"{cond.name}={cond.names[v]}")
+            elif isinstance(cond, Continuous):
+                parts.append(f"{cond.name}={v:g}")
+            else:
+                parts.append(f"{cond.name}=[{', '.join(f'{x:g}' for x in v[:4])}{', ...' if len(v) > 4 else ''}]")
         return " ".join(parts)
 
 
@@ -184,6 +228,33 @@ def parse_cond_args(items: Sequence[str]) -> dict[str, str]:
         if key.strip() in out:  # the last one would silently win
             raise ConditionError(f"--cond '{key.strip()}'", got="given twice", expected=f"once; several values give rows: {key.strip()}=1,2")
         out[key.strip()] = value.strip()
+    return out
+
+
+def read_cond_files(items: Sequence[str], schema: ConditionSchema) -> dict[str, np.ndarray]:
+    """The CLI's ``--cond-file``: ``emb.npy`` or ``NAME=emb.npy`` → ``{name: array}`` for vector conditions.
+
+    A bare path names its condition by the file stem, or goes to the model's only vector condition.
+    The array is (dim,) for one row or (rows, dim) for one grid row each; ``allow_pickle=False``.
+    """
+    vectors = [c.name for c in schema.conditions if isinstance(c, Vector)]
+    out: dict[str, np.ndarray] = {}
+    for item in items:
+        name, _, path = item.rpartition("=")
+        if not name:
+            stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            name = stem if stem in vectors else (vectors[0] if len(vectors) == 1 else stem)
+        if name not in vectors:
+            raise ConditionError(f"--cond-file {item}", got=f"condition '{name}'",
+                                 expected=f"NAME=FILE.npy with NAME one of the vector conditions {vectors}")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConditionError(f"--cond-file {item}", got=f"an unreadable file ({type(exc).__name__})",
+                                 expected="a .npy array of numbers (np.save)") from None
+        if arr.ndim not in (1, 2) or not np.issubdtype(arr.dtype, np.number):
+            raise ConditionError(f"--cond-file {item}", got=f"{arr.dtype} {arr.shape}", expected="(dim,) or (rows, dim) numbers")
+        out[name] = arr.astype(np.float64)
     return out
 
 

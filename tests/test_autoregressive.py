@@ -322,3 +322,19 @@ def test_cli_generate_prints_and_writes_names(bundle, tmp_path):
     assert res.exit_code == 0 and records[0]["condition"] == "locale=it_IT" and records[0]["tokens"]
     res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "locale=xx_XX"])
     assert res.exit_code == 1 and "xx_XX" in res.output and "Traceback" not in res.output
+
+
+def test_requests_batched_together_give_what_each_gives_alone(gens):
+    """Locales, n, seeds, temperature / top-k / top-p and token budgets differ per request; rows
+    leave the batch at EOS or their own budget and every request's text equals a lone run."""
+    _, o = gens
+    asks = [({"locale": "pl_PL"}, 3, 1, {}), ({"locale": "fr_FR,de_DE"}, 2, 2, {"temperature": 0.7, "top_k": 5}),
+            ({"locale": "ru_RU"}, 4, 3, {"max_new_tokens": 3, "top_p": 0.9}), (None, 1, 4, {"temperature": 0.0}),
+            ({"locale": "pl_PL"}, 2, 1, {"prefix": "Ma"})]  # another prompt: its own loop
+    batched = o.generate_many([o.request(c, n, seed, **k) for c, n, seed, k in asks])
+    for (c, n, seed, k), got in zip(asks, batched):
+        alone = o.generate(c, n=n, seed=seed, **k)
+        assert got.texts == alone.texts and got.rows == alone.rows
+        assert got.meta["tokens"] == alone.meta["tokens"]
+        np.testing.assert_array_equal(got.data, alone.data)
+    assert all(len(t) <= 3 for t in batched[2].texts) and max(len(t) for t in batched[0].texts) > 3

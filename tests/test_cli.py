@@ -76,7 +76,7 @@ def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
     default_binds = not records[0]["runtime"].startswith("onnxruntime[CPU]")  # IO binding is the default on GPU providers
     assert [r["runtime"].endswith("+iobinding") for r in records] == [default_binds, True]
     for backends, message in (("onnxruntime+fast", r"Backend option '\+fast' of 'onnxruntime' \| got an unknown option \| "
-                                                    r"expected one of \['\+iobinding', '\+noiobinding', '\+cudagraphs'\]"),
+                                                    r"expected one of \['\+iobinding', '\+noiobinding', '\+cudagraphs', '\+nospin'\]"),
                               ("torch+iobinding", r"Backend option '\+iobinding' of 'torch' \| got an unknown option")):
         res = invoke("bench", cvae_bundle, "--backends", backends, "--batch-sizes", "1", "--iters", 1)
         assert res.exit_code == 1 and re.search(message, res.output), res.output

@@ -332,12 +332,32 @@ def test_cli_eval_sweeps_guidance_and_generate_writes_a_grid(bundle, tmp_path):
 
     runner = CliRunner()
     res = runner.invoke(app, ["eval", str(bundle.path), "-n", "20", "--steps", "5", "--guidance-scales", "0,3",
-                              "--json", str(tmp_path / "e.json")])
+                              "--json", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png")])
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "e.json").read_text())
     assert set(report) >= {"guidance 0", "guidance 3", "evaluator_test_accuracy"}
+    from PIL import Image
+
+    with Image.open(tmp_path / "e.png") as img:  # the control-vs-guidance plot (its series: tests/test_plots.py)
+        assert img.format == "PNG" and 400 <= img.width <= 3000 and 300 <= img.height <= 3000
     res = runner.invoke(app, ["generate", str(bundle.path), "--cond", "label=1,2", "-n", "3", "--steps", "5",
                               "--guidance-scale", "2", "--out", str(tmp_path / "g.png")])
     assert res.exit_code == 0, res.output and (tmp_path / "g.png").is_file()
     res = runner.invoke(app, ["generate", str(bundle.path), "--steps", "0"])
     assert res.exit_code == 1 and "--steps" in res.output and "Traceback" not in res.output
+
+
+def test_requests_batched_together_give_what_each_gives_alone(gens):
+    """Labels, n, seeds, guidance scales and eta (ddim / ddpm) differ per request: one step call per
+    step for the requests that share ``steps``; each request's rows equal a lone run."""
+    _, ort = gens
+    asks = [({"label": 3}, 2, 1, {"steps": 8, "guidance_scale": 3.0}),
+            ({"label": [0, 9]}, 1, 2, {"steps": 8, "guidance_scale": 1.0, "eta": 0.5}),
+            ({"label": 5}, 3, 3, {"steps": 8, "sampler": "ddpm", "guidance_scale": 0.0}),
+            ({"label": 5}, 1, 3, {"steps": 4})]  # other steps: its own loop
+    reqs = [ort.request(c, n, seed, **k) for c, n, seed, k in asks]
+    assert len({ort.sampler.batch_key(r) for r in reqs}) == 2
+    for (c, n, seed, k), got in zip(asks, ort.generate_many(reqs)):
+        alone = ort.generate(c, n=n, seed=seed, **k)
+        assert got.meta["guidance_scale"] == alone.meta["guidance_scale"] and got.meta["eta"] == alone.meta["eta"]
+        np.testing.assert_allclose(got.data, alone.data, rtol=0, atol=1e-5)

@@ -23,6 +23,7 @@ def bench(
     guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: guidance scale.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens per sequence.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one record per (backend, batch) here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Draw throughput and p50 latency against batch size per backend into this PNG.")] = None,
 ) -> None:
     """Time backends side by side in one run: p50/p90/p99 latency, samples/s, speedup vs torch."""
     import contextlib
@@ -35,6 +36,10 @@ def bench(
 
     if json_out is not None:
         check_output_file(json_out, "bench JSON", (".json",))
+    if plot is not None:
+        from genctl.render.plots import check_plot_path
+
+        check_plot_path(plot)
     b = Bundle.load(bundle)
     pairs, sizes = parse_backends(backends, precision), parse_batch_sizes(batch_sizes)
     controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}.items()
@@ -49,3 +54,8 @@ def bench(
     if json_out is not None:
         write_text_atomic(json_out, json.dumps([r.to_json() for r in results], indent=2) + "\n", "bench JSON")
         console.print(f"wrote {json_out}")
+    if plot is not None:
+        from genctl.render.plots import bench_figure, save_figure
+
+        fig = bench_figure([r.to_json() for r in results], title=f"genctl bench: {b.family} ({Path(bundle).name})")
+        console.print(f"wrote {save_figure(fig, plot)}")

@@ -21,6 +21,7 @@ def evaluate(
     guidance_scales: Annotated[Optional[str], typer.Option(help="Diffusion: comma-separated guidance scales to sweep.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Diffusion with --guidance-scales: draw control accuracy and diversity against guidance into this PNG.")] = None,
 ) -> None:
     """Control accuracy (evaluator classifier trained on the same data), diversity, likelihood."""
     from genctl.bundle import Bundle
@@ -28,8 +29,17 @@ def evaluate(
     from genctl.io import check_output_file, write_text_atomic
     from genctl.runtime.generator import Generator
 
+    from genctl.errors import ConditionError
+
     if json_out is not None:
         check_output_file(json_out, "eval JSON", (".json",))
+    if plot is not None:
+        from genctl.render.plots import check_plot_path
+
+        check_plot_path(plot)
+        if not guidance_scales:
+            raise ConditionError(f"--plot '{plot}'", got="no --guidance-scales",
+                                 expected="--guidance-scales W1,W2,... (the plot draws control against guidance)")
     b = Bundle.load(bundle)
     check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)  # before the evaluator trains
     with Generator.load(b, backend=backend.value, precision=precision.value) as gen:
@@ -38,6 +48,11 @@ def evaluate(
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2) + "\n", "eval JSON")
         console.print(f"wrote {json_out}")
+    if plot is not None:
+        from genctl.render.plots import guidance_figure, save_figure
+
+        fig = guidance_figure(report, title=f"genctl eval: {gen.bundle.family} ({Path(bundle).name}), {gen.backend.describe()}")
+        console.print(f"wrote {save_figure(fig, plot)}")
 
 
 def report_table(report: dict, title: str) -> Table:

@@ -12,7 +12,8 @@ from genctl.cli.common import Backend, Precision, console, user_errors
 @user_errors
 def generate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE). Default: every class.")] = None,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE, smile=0.7, tint=0,1,0). Default: every class.")] = None,
+    cond_file: Annotated[Optional[list[str]], typer.Option("--cond-file", help="Vector condition from a .npy: emb.npy or NAME=emb.npy ((dim,) or (rows, dim)).")] = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Samples per condition row (default 16, or the number of --from images).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of all sampling noise: same seed, same samples on every backend.")] = 0,
     backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
@@ -32,7 +33,7 @@ def generate(
 ) -> None:
     """Generate samples for the given conditions and print a summary (or write them with --out)."""
     from genctl.bundle import Bundle
-    from genctl.conditions import parse_cond_args
+    from genctl.conditions import parse_cond_args, read_cond_files
     from genctl.errors import GenctlError
     from genctl.render.samples import check_out
     from genctl.runtime.generator import Generator, check_request
@@ -44,6 +45,7 @@ def generate(
     if from_label is not None and from_image is None:
         raise GenctlError("--from-label", got=repr(from_label), expected="--from IMAGE with it (the label of that image)")
     b = Bundle.load(bundle)
+    conditions.update(read_cond_files(cond_file or [], b.conditions))
     if out is not None:  # everything checkable is checked before sessions open and samples are made
         check_out(out, b.output_kind)
     check_request(b, conditions, 16 if n is None else n, seed, **({"images": from_image} if from_image else {}), **inputs, **controls)

@@ -39,14 +39,14 @@ app.command()(generate.generate)
 app.command()(bench.bench)
 app.command("eval")(eval_cmd.evaluate)
 app.command()(doctor.doctor)
-for _optional in ("build", "serve"):  # commands whose modules land separately
+for _optional in ("build", "serve", "loadtest", "export_triton"):  # commands whose modules land separately
     try:
         _mod = importlib.import_module(f"genctl.cli.{_optional}")
     except ModuleNotFoundError as _exc:
         if _exc.name != f"genctl.cli.{_optional}":
             raise
     else:
-        app.command(_optional)(getattr(_mod, _optional))
+        app.command(_optional.replace("_", "-"))(getattr(_mod, _optional))
 
 
 def run() -> None:

@@ -1,6 +1,8 @@
-"""genctl serve BUNDLE --port 8000."""
+"""genctl serve BUNDLE --port 8000 [--max-batch 64 --max-wait-ms 5 --max-queue 256 --timeout-s 60]."""
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,24 +18,62 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
     precision: Annotated[Precision, typer.Option(help="Graph variant.")] = Precision.fp32,
+    max_batch: Annotated[int, typer.Option(min=1, help="Rows per sampler call (requests are merged up to this).")] = 64,
+    max_wait_ms: Annotated[float, typer.Option(min=0, help="How long the oldest request waits for others to join.")] = 5.0,
+    max_queue: Annotated[int, typer.Option(min=1, help="Requests waiting; past it the server answers 503.")] = 256,
+    timeout_s: Annotated[float, typer.Option(min=0.001, help="Per-request limit (queue + sampling); past it 504.")] = 60.0,
+    max_rows: Annotated[int, typer.Option(min=1, help="Rows (condition rows × n) one request may ask for.")] = 1024,
+    ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (pip install 'genctl[ray]').")] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas (with --ray).")] = 1,
 ) -> None:
-    """Serve POST /generate (JSON) over the Generator; GET /healthz and /manifest."""
+    """Serve POST /generate with dynamic batching; /docs, /metrics, /healthz, /readyz, /manifest."""
     from genctl.errors import GenctlError
-    from genctl.runtime.generator import Generator
-    from genctl.serve import make_server
+    from genctl.serve.app import ServeConfig
 
-    if not 0 <= port <= 65535:
+    if not 0 <= port <= 65535:  # before the bundle loads and sessions open
         raise GenctlError("--port", got=port, expected="a TCP port in 0..65535")
-    gen = Generator.load(bundle, backend=backend.value, precision=precision.value)
+    config = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout_s,
+                         max_rows=max_rows)
+    if ray:
+        from genctl.serve.ray import serve_ray
+
+        console.print(f"serving {bundle} on Ray Serve ({replicas} replicas) at http://{host}:{port}/  — Ctrl-C stops")
+        serve_ray(bundle, backend=backend.value, precision=precision.value, config=config, replicas=replicas,
+                  host=host, port=port)
+        return
+    _serve_here(bundle, host, port, backend.value, precision.value, config)
+
+
+def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str, config) -> None:
+    from genctl.runtime.generator import Generator
+    from genctl.serve import server
+    from genctl.serve.app import ACCESS, create_app
+
+    from genctl.bundle import Bundle
+
+    b = Bundle.load(bundle)
+    gen = Generator.load(b, backend=server_backend(b, backend, precision), precision=precision)
+    if not ACCESS.handlers:  # one concise line per request on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        ACCESS.addHandler(handler)
+    ACCESS.setLevel(logging.INFO)
+    ACCESS.propagate = False
+    console.print(f"serving {bundle} ({gen.bundle.family}, {gen.backend.describe()}) on http://{host}:{port} "
+                  f"(batch ≤ {config.max_batch} rows, wait ≤ {config.max_wait_ms:g} ms)  — Ctrl-C stops")
     try:
-        server = make_server(gen, host, port)
-    except (OSError, OverflowError) as exc:
-        raise GenctlError(f"--host/--port {host}:{port}", got=getattr(exc, "strerror", None) or str(exc), expected="a free port on a local address") from None
-    console.print(f"serving {bundle} ({gen.bundle.family}, {gen.backend.describe()}) on http://{host}:{port}  — Ctrl-C stops")
-    try:
-        server.serve_forever()
+        server.run(create_app(gen, config), host, port)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
         gen.close()
+
+
+def server_backend(bundle, backend: str, precision: str) -> str:
+    """ONNX Runtime without busy-waiting threads unless options were given: in a server the
+    event loop needs the cores the idle intra-op threads would spin on (batched diffusion on the
+    2-core box: 26 → 45 rows/s, BENCHMARKS.md)."""
+    from genctl.runtime.backends import auto_backend
+
+    base = auto_backend(bundle, precision) if backend == "auto" else backend
+    return base + "+nospin" if base == "onnxruntime" else backend

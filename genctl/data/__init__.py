@@ -15,9 +15,13 @@ DATASETS: dict[str, Callable[[], object]] = {
 
 
 def get_dataset(name: str):
-    """Load a registered dataset by name (cached per process)."""
+    """Load a registered dataset by name (cached per process), or the user's data from a path (``genctl/data/user.py``)."""
+    from genctl.data.user import is_user_dataset, load_user_dataset
+
+    if name not in DATASETS and is_user_dataset(name):
+        return load_user_dataset(name)
     if name not in DATASETS:
-        raise GenctlError(f"Dataset '{name}'", got="an unknown name", expected=f"one of {sorted(DATASETS)}")
+        raise GenctlError(f"Dataset '{name}'", got="an unknown name", expected=f"one of {sorted(DATASETS)} or a path: a folder of class sub-folders, .npz, .txt/.csv")
     return DATASETS[name]()
 
 

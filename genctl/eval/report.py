@@ -9,6 +9,7 @@ def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = N
     """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales."""
     from genctl.runtime.generator import MAX_SAMPLES, check_request
 
+    check_evaluator(bundle)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_SAMPLES:
         raise ConditionError("-n", got=repr(n), expected=f"an integer in 1..{MAX_SAMPLES} (samples in total)")
     scales = _scales(guidance_scales) if guidance_scales is not None or bundle.sampler["kind"] == "diffusion" else None
@@ -46,6 +47,21 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
         ds = get_dataset(bundle.manifest["dataset"]["name"])
         report["test_bits_per_dim"] = bits_per_dim(gen, bundle, ds.x_test, ds.y_test)
     return report
+
+
+def check_evaluator(bundle) -> None:
+    """An evaluator needs a shipped dataset and a first condition that is its categorical label."""
+    from genctl.conditions import Categorical
+    from genctl.data import DATASETS
+
+    name = bundle.manifest.get("dataset", {}).get("name")
+    first = bundle.conditions.conditions[0] if bundle.conditions.conditions else None
+    labels = bundle.manifest.get("dataset", {}).get("label_names", [])
+    if name not in DATASETS or not isinstance(first, Categorical) or list(first.names) != list(labels):
+        raise ConditionError(f"genctl eval of bundle '{bundle.path}'", got=f"dataset '{name}' and no evaluator that applies",
+                             expected=f"a bundle of a shipped dataset {sorted(DATASETS)} whose first condition is its label",
+                             fix="evaluators exist for the shipped datasets; a bring-your-own model can name one with "
+                                 "export_model(..., evaluate_on='mnist') if its first condition has that dataset's labels")
 
 
 def _scales(text: str | None) -> list[float]:

@@ -69,8 +69,9 @@ def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = 
 def export_graph(gdef: GraphDef, path: Path, opset: int = OPSET) -> None:
     """torch.onnx.export (dynamo) with the spec's names and symbolic dims as dynamic axes."""
     spec, names = gdef.spec, gdef.spec.input_names
-    dims = {d: torch.export.Dim(d, min=1, max=65536) for d in spec.symbolic_dims()}
+    dims = {d: torch.export.Dim(d, min=1, max=gdef.dim_max.get(d, 65536)) for d in spec.symbolic_dims()}
     dynamic = tuple({axis: dims[d] for axis, d in enumerate(t.shape) if isinstance(d, str)} or None for t in spec.inputs)
+    dynamic = _group_var_positional(gdef.module, dynamic)
     args = tuple(gdef.example[n] for n in names)
     with quiet():
         try:
@@ -81,6 +82,18 @@ def export_graph(gdef: GraphDef, path: Path, opset: int = OPSET) -> None:
             raise GenctlError(f"Export of graph '{spec.name}'", got=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                               expected="a module torch.export can trace", fix="rerun with --verbose for the exporter's log") from None
         program.save(str(path))
+
+
+def _group_var_positional(module: torch.nn.Module, dynamic: tuple) -> tuple:
+    """torch.export wants a ``forward(a, *rest)`` module's dynamic shapes nested as ``(a, (rest...))``.
+
+    Wrappers around bring-your-own modules take their conditions as ``*rest`` (any number).
+    """
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    star = next((i for i, p in enumerate(params) if p.kind == inspect.Parameter.VAR_POSITIONAL), None)
+    return dynamic if star is None else (*dynamic[:star], tuple(dynamic[star:]))
 
 
 def check_graph(gdef: GraphDef, path: Path) -> dict:

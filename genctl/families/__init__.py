@@ -7,6 +7,7 @@ from genctl.families.cflow import CFlow
 from genctl.families.cgan import CGAN
 from genctl.families.charrnn import CharRNN
 from genctl.families.chartransformer import CharTransformer
+from genctl.families.custom import Custom
 from genctl.families.cvae import CVAE
 from genctl.families.diffusion import Diffusion
 
@@ -16,6 +17,7 @@ FAMILIES: dict[str, Family] = {
     "diffusion": Diffusion(),
     "cgan": CGAN(),
     "cflow": CFlow(),
+    "custom": Custom(),  # bring your own model: genctl.export_model
 }
 
 

@@ -25,6 +25,7 @@ class GraphDef:
     module: torch.nn.Module
     example: dict[str, torch.Tensor]
     spec: GraphSpec
+    dim_max: dict[str, int] = dataclasses.field(default_factory=dict)  # export bound per symbolic dim (e.g. seq <= context)
 
 
 class Family:

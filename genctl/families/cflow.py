@@ -286,7 +286,7 @@ class CFlow(Family):
         log_prob = GraphSpec("log_prob", inputs=[TensorSpec("image", "float32", image_shape, "data"), label],
                              outputs=[TensorSpec("log_prob", "float32", ["batch"], "output")],
                              doc="log p(image | label) in nats per image, density of the continuous [-1, 1] image")
-        labels, images = torch.tensor([1, 3]), torch.rand(2, *shape) * 2 - 1
+        labels, images = torch.tensor([1, 3]) % len(config["dataset"]["label_names"]), torch.rand(2, *shape) * 2 - 1
         return {
             "sample": GraphDef(SampleGraph(model).eval(), {"noise": torch.randn(2, *shape), "label": labels}, sample),
             "log_prob": GraphDef(LogProbGraph(model).eval(), {"image": images, "label": labels}, log_prob),

@@ -183,7 +183,7 @@ class CGAN(Family):
                                            TensorSpec("label", "int64", ["batch"], "condition", high=n_classes)],
                          outputs=[TensorSpec("sample", "float32", ["batch", *shape], "output")],
                          doc="noise z ~ N(0, I) and a label -> image in [-1, 1] (the cGAN generator)")
-        example = {"noise": torch.randn(2, z), "label": torch.tensor([1, 3])}
+        example = {"noise": torch.randn(2, z), "label": torch.tensor([1, 3]) % n_classes}
         return {"sample": GraphDef(model.generator.eval(), example, spec)}
 
     def sampler_section(self, config: dict) -> dict:

@@ -105,7 +105,8 @@ class CVAE(Family):
 
     def graphs(self, model: CVAEModel, config: dict) -> dict[str, GraphDef]:
         shape, z = config["dataset"]["shape"], config["hparams"]["latent_dim"]
-        label = TensorSpec("label", "int64", ["batch"], "condition")
+        n_classes = len(config["dataset"]["label_names"])  # user datasets may have fewer than 4 classes
+        label = TensorSpec("label", "int64", ["batch"], "condition", high=n_classes)
         image_shape = ["batch", *shape]
         decode = GraphSpec("decode", inputs=[TensorSpec("noise", "float32", ["batch", z], "noise"), label],
                            outputs=[TensorSpec("sample", "float32", image_shape, "output")],
@@ -116,8 +117,8 @@ class CVAE(Family):
                            doc="image and its label -> posterior mean and log-variance of z")
         b = 2
         return {
-            "decode": GraphDef(model.decoder, {"noise": torch.randn(b, z), "label": torch.tensor([1, 3])}, decode),
-            "encode": GraphDef(model.encoder, {"image": torch.rand(b, *shape) * 2 - 1, "label": torch.tensor([1, 3])}, encode),
+            "decode": GraphDef(model.decoder, {"noise": torch.randn(b, z), "label": torch.tensor([1, 3]) % n_classes}, decode),
+            "encode": GraphDef(model.encoder, {"image": torch.rand(b, *shape) * 2 - 1, "label": torch.tensor([1, 3]) % n_classes}, encode),
         }
 
     def sampler_section(self, config: dict) -> dict:

@@ -129,6 +129,10 @@ def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: 
     n = control_samples(bundle, config)
     if n <= 0:
         return {"skipped": "disabled (control_n_per_class=0)"}
+    from genctl.data import DATASETS
+
+    if bundle.manifest.get("dataset", {}).get("name") not in DATASETS:
+        return {"skipped": "no evaluator: the bundle names no shipped dataset (bring-your-own model)"}
     if bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text as evaluate
     elif bundle.output_kind == "image":

@@ -11,7 +11,7 @@ from genctl.errors import GenctlError
 from genctl.io import atomic_file, check_output_file
 from genctl.runtime.samplers import Samples
 
-SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy")}
+SUFFIXES = {"image": (".png", ".npy"), "text": (".txt", ".json", ".npy"), "array": (".npy",)}
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from genctl.errors import ConditionError
 from genctl.runtime.backends import open_backend
 from genctl.runtime.backends.base import Backend
 from genctl.runtime.samplers import Sampler, Samples, sampler_class
+from genctl.runtime.samplers.base import Request
 
 
 class Generator:
@@ -39,9 +40,38 @@ class Generator:
         ``kwargs`` holds sampling controls (``temperature``, ``steps``, ...; ``None`` = manifest
         default) and sampler inputs (``images=`` for re-conditioning, ``prefix=`` for text).
         """
+        request = self.request(conditions, n, seed, rng=self._rng, **kwargs)
+        self._bitgen.state = pcg64_state(seed)  # reuse one generator: reseeding is cheaper than a new one
+        return self.sampler.sample_batch(self.backend, [request])[0]
+
+    def request(self, conditions: dict[str, Any] | None = None, n: int = 1, seed: int = 0,
+                rng: np.random.Generator | None = None, **kwargs: Any) -> Request:
+        """Validate one request (same arguments as ``generate``) into a ``Request`` with its own seeded rng.
+
+        Raises ``ConditionError`` for a bad request, so one bad request never fails a batch.
+        """
         rows, seed, controls, inputs = check_request(self.bundle, conditions, n, seed, self.sampler, **kwargs)
-        self._bitgen.state = pcg64_state(seed)
-        return self.sampler.sample(self.backend, rows, n, self._rng, controls, **inputs)
+        if rng is None:
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = pcg64_state(seed)
+        return Request(rows, int(n), rng, controls, inputs)
+
+    def generate_many(self, requests: list[Request]) -> list[Samples]:
+        """Run several validated requests with as few sampler loops as they allow; one ``Samples`` each.
+
+        Requests that share the sampler's ``batch_key`` (e.g. diffusion steps, a text prefix) run
+        in one loop whose rows carry each request's own noise, so every result equals what
+        ``generate`` gives for that request alone.
+        """
+        groups: dict[Any, list[int]] = {}
+        for i, r in enumerate(requests):
+            key = self.sampler.batch_key(r)
+            groups.setdefault(("alone", i) if key is None else ("key", key), []).append(i)
+        out: list[Samples | None] = [None] * len(requests)
+        for idx in groups.values():
+            for i, samples in zip(idx, self.sampler.sample_batch(self.backend, [requests[i] for i in idx])):
+                out[i] = samples
+        return out  # type: ignore[return-value]
 
     def close(self) -> None:
         self.backend.close()
@@ -101,7 +131,7 @@ def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, 
         raise ConditionError(f"Input '{unused[0]}'", got=f"an input the {bundle.family} sampler does not take",
                              expected=f"one of {list(sampler.inputs) or '(none)'}")
     controls = resolve_controls(sampler.controls, given, bundle.sampler.get("defaults", {}))
-    sampler.check(controls, **{k: v for k, v in inputs.items() if v is not None})
+    sampler.check(controls, inputs)
     return rows, seed, controls, inputs
 
 

@@ -1,4 +1,8 @@
-"""HTTP front over the Generator (stdlib only): GET /healthz, GET /manifest, POST /generate."""
-from genctl.serve.app import make_server
+"""HTTP serving over the Generator: FastAPI app, dynamic batcher, Prometheus metrics.
 
-__all__ = ["make_server"]
+Ray Serve (``genctl.serve.ray``) and Triton (``genctl.serve.triton``) are adapters at the edge
+and are imported only by the commands that use them.
+"""
+from genctl.serve.app import ServeConfig, create_app, handle_generate
+
+__all__ = ["ServeConfig", "create_app", "handle_generate"]

@@ -55,7 +55,8 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
 BACKEND_OPTIONS = {
     "torch": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
     "torch-compile": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
-    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "cudagraphs": {"cuda_graphs": True}},
+    "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "cudagraphs": {"cuda_graphs": True},
+                    "nospin": {"spin": False}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
     "tensorrt-rtx": {"nocudagraphs": {"cuda_graphs": False}},
 }

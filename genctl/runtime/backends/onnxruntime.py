@@ -22,13 +22,16 @@ def import_ort():
     return ort
 
 
-def session_options(threads: int = 0):
+def session_options(threads: int = 0, spin: bool = True):
+    """``spin=False`` stops idle intra-op threads from busy-waiting: a server's event loop shares the cores."""
     ort = import_ort()
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only: no provider chatter on a normal run
     if threads:
         opts.intra_op_num_threads = threads
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
@@ -93,7 +96,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", "int8", "opt")
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
-                 io_binding: bool | None = None, cuda_graphs: bool = False):
+                 io_binding: bool | None = None, cuda_graphs: bool = False, spin: bool = True):
         super().__init__(bundle, precision)
         import_ort()  # a one-line error when the package is missing
         _, usable = onnxruntime_providers()
@@ -103,7 +106,7 @@ class OnnxRuntimeBackend(Backend):
         if cuda_graphs and "CUDAExecutionProvider" not in self.providers:
             raise BackendUnavailable("Backend option '+cudagraphs' of 'onnxruntime'", got="no usable CUDA execution provider",
                                      expected="an NVIDIA GPU and onnxruntime-gpu", fix="use 'onnxruntime' (no CUDA graphs)")
-        self.cuda_graphs = cuda_graphs
+        self.cuda_graphs, self.spin = cuda_graphs, spin
         self.sessions = {name: self._session(name) for name in bundle.graphs}
         on_gpu = self.sessions[next(iter(self.sessions))].get_providers()[0] != "CPUExecutionProvider"
         if cuda_graphs or (on_gpu if io_binding is None else io_binding):
@@ -120,7 +123,7 @@ class OnnxRuntimeBackend(Backend):
         if self.cuda_graphs:
             options = [(p, {**o, "enable_cuda_graph": "1"}) if p == "CUDAExecutionProvider" else (p, o)
                        for p, o in (x if isinstance(x, tuple) else (x, {}) for x in options)]
-        return ort.InferenceSession(str(self.bundle.graph_file(name, self.precision)), sess_options=session_options(),
+        return ort.InferenceSession(str(self.bundle.graph_file(name, self.precision)), sess_options=session_options(spin=self.spin),
                                     providers=options)
 
     def _run_options(self, graph_id: int | None):

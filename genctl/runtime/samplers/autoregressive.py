@@ -5,6 +5,10 @@ Two modes, named by the manifest's ``sampler.mode``:
   every generated token; ``hidden_out`` feeds ``hidden``.
 - ``kv_cache`` (chartransformer): ``prefill`` runs BOS + prefix in one call, then ``decode`` runs
   one token per step; ``present_k/v`` feed ``past_k/v``.
+- ``recompute`` (bring-your-own next-token models without a cache): the ``next`` graph gets the
+  whole sequence so far each step and returns the last position's logits.
+
+Every condition input of the graph (one or several, any kind) is fed from the request's rows.
 
 Per step: the logits come back to the host, one uniform number per sequence is drawn from the
 seeded ``rng`` and a token is picked by inverse CDF after temperature / top-k / top-p. The draw
@@ -23,7 +27,7 @@ from genctl.conditions import ConditionRows, Control
 from genctl.data.names import BOS, EOS, PAD, check_text, decode
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Samples, Sampler
+from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
 
 
 class AutoregressiveSampler(Sampler):
@@ -40,22 +44,26 @@ class AutoregressiveSampler(Sampler):
         super().__init__(bundle)
         self.vocab = list(bundle.info["vocab"])
         self.context = int(bundle.info["context"])
-        self.condition = bundle.conditions.conditions[0].name
 
-    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
-               controls: dict[str, Any], prefix: str | None = None, **_: Any) -> Samples:
-        prefix = prefix or ""
+    def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
+        prefix = requests[0].inputs.get("prefix") or ""  # batch_key: one prompt per batch
         prefix_ids = check_text(prefix, self.vocab)
-        max_new = self.budget(controls["max_new_tokens"], len(prefix_ids))
-        locale = rows.feeds(self.bundle.conditions, n)[self.condition]  # (N,) one control code per sequence
-        total = len(locale)
+        max_new = np.concatenate([np.full(r.total, self.budget(r.controls["max_new_tokens"], len(prefix_ids)))
+                                  for r in requests])  # (N,) each row's own token budget
+        conds = condition_feeds(self.bundle.conditions, requests)  # name -> (N, ...) one value per sequence
+        total = sum(r.total for r in requests)
         prompt = np.tile(np.array([BOS] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
-        stepper = (KVCacheStepper if self.section.get("mode") == "kv_cache" else RecurrentStepper)(backend, self.section)
-        generated, meta = self.loop(stepper, prompt, locale, rng, controls, max_new, allow_eos_first=bool(prefix_ids))
-        return self.package(rows, n, prefix, prefix_ids, generated, meta)
+        stepper = STEPPERS[self.section.get("mode", "recurrent")](backend, self.section)
+        generated, meta = self.loop(stepper, prompt, conds, requests, max_new, allow_eos_first=bool(prefix_ids))
+        return [self.package(r.rows, r.n, prefix, prefix_ids, generated[s], meta)
+                for r, s in zip(requests, split(requests))]
 
-    def check(self, controls: dict[str, Any], prefix: str | None = None, **inputs: Any) -> None:
-        self.budget(controls["max_new_tokens"], len(check_text(prefix or "", self.vocab)))
+    def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
+        prefix = inputs.get("prefix") or ""
+        self.budget(controls["max_new_tokens"], len(check_text(prefix, self.vocab)))
+
+    def batch_key(self, request: Request):
+        return request.inputs.get("prefix") or ""  # temperature, top-k/p and max_new_tokens are per row
 
     def budget(self, max_new_tokens: int, prefix_len: int) -> int:
         """New tokens allowed: BOS + prefix + all but the last new token must fit the context."""
@@ -69,19 +77,23 @@ class AutoregressiveSampler(Sampler):
                                           f"of {prefix_len} + new tokens but the last)")
         return max_new_tokens or room
 
-    def loop(self, stepper, prompt: np.ndarray, locale: np.ndarray, rng: np.random.Generator, controls: dict,
-             max_new: int, allow_eos_first: bool) -> tuple[list[list[int]], dict]:
-        """Generate up to ``max_new`` tokens per row; returns token lists (EOS kept) and timing meta."""
-        total = len(locale)
+    def loop(self, stepper, prompt: np.ndarray, conds: dict[str, np.ndarray], requests: list[Request], max_new: np.ndarray,
+             allow_eos_first: bool) -> tuple[list[list[int]], dict]:
+        """Generate up to ``max_new[row]`` tokens per row; returns token lists (EOS kept) and timing meta.
+
+        A row leaves the batch (and the state) at EOS or at its own budget, so requests with
+        different ``max_new_tokens`` share the loop and finished rows cost nothing.
+        """
+        total = len(prompt)
+        owner = np.repeat(np.arange(len(requests)), [r.total for r in requests])  # request index per row
         generated: list[list[int]] = [[] for _ in range(total)]
         active = np.arange(total)
         start = time.perf_counter()
-        logits = stepper.start(prompt, locale)
+        logits = stepper.start(prompt, conds)
         ttft, inter, last = 0.0, [], start
-        for step in range(max_new):
-            u = rng.random(total)[active]  # one draw per sequence per step, whether or not it is still alive
+        for step in range(int(max_new.max())):
             banned = [PAD, BOS] if (step or allow_eos_first) else [PAD, BOS, EOS]  # no empty names
-            tokens = pick(logits, u, controls, banned)
+            tokens = self._pick_rows(logits, active, owner, requests, banned)
             for row, tok in zip(active, tokens):
                 generated[row].append(int(tok))
             now = time.perf_counter()
@@ -90,12 +102,29 @@ class AutoregressiveSampler(Sampler):
             else:
                 inter.append(now - last)  # one decode call + one pick
             last = now
-            keep = tokens != EOS
-            if step == max_new - 1 or not keep.any():
+            keep = (tokens != EOS) & (max_new[active] > step + 1)
+            if not keep.any():
                 break
             active, logits = active[keep], stepper.next(tokens[keep], keep)
         return generated, {"tokens": sum(len(g) for g in generated), "ttft_s": ttft, "inter_token_s": inter,
                            "seconds": time.perf_counter() - start}
+
+    @staticmethod
+    def _pick_rows(logits: np.ndarray, active: np.ndarray, owner: np.ndarray, requests: list[Request],
+                   banned: list[int]) -> np.ndarray:
+        """Tokens for the live rows, each request with its own controls and its own uniforms.
+
+        Each request still alive draws one uniform per sequence per step, live or not, exactly
+        as it would alone, so its text does not depend on its batch mates.
+        """
+        tokens = np.empty(len(active), dtype=np.int64)
+        for i in np.unique(owner[active]):
+            r = requests[i]
+            mine = owner[active] == i
+            first = int(np.searchsorted(owner, i))  # the request's first row in the batch
+            u = r.rng.random(r.total)[active[mine] - first]
+            tokens[mine] = pick(logits[mine], u, r.controls, banned)
+        return tokens
 
     def package(self, rows: ConditionRows, n: int, prefix: str, prefix_ids: list[int], generated: list[list[int]],
                 meta: dict) -> Samples:
@@ -105,7 +134,7 @@ class AutoregressiveSampler(Sampler):
         for i, s in enumerate(seqs):
             data[i, :len(s)] = s
         texts = [prefix + decode(g, self.vocab) for g in generated]
-        meta = {**meta, "prefix": prefix}
+        meta = {**meta, "prefix": prefix, "tokens": sum(len(g) for g in generated)}  # this request's tokens
         return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
 
 
@@ -140,7 +169,7 @@ def nucleus(p: np.ndarray, top_p: float) -> np.ndarray:
 
 
 class RecurrentStepper:
-    """``step(token, hidden, locale)``: the prompt is fed token by token from a zero state.
+    """``step(token, hidden, <conditions>)``: the prompt is fed token by token from a zero state.
 
     The state is a backend value (device-resident under IO binding / TensorRT): outputs named in
     ``feeds_back`` become the next call's inputs without visiting the host; only the logits do.
@@ -150,14 +179,13 @@ class RecurrentStepper:
         self.backend, self.graph = backend, section["graphs"]["step"]
         self.spec = backend.bundle.graphs[self.graph]
         self.token, self.logits, self.back = section["token_input"], section["logits_output"], section["feeds_back"]
-        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
         self.state: dict = {}
-        self.locale = None
+        self.conds: dict = {}
 
-    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
         put = self.backend.put
-        self.locale = put(locale)
-        self.state = {t.name: put(np.zeros(t.concrete({"batch": len(locale)}), dtype=t.dtype))
+        self.conds = {k: put(v) for k, v in conds.items()}
+        self.state = {t.name: put(np.zeros(t.concrete({"batch": len(prompt)}), dtype=t.dtype))
                       for t in self.spec.inputs if t.role == "state"}
         for j in range(prompt.shape[1]):
             logits = self._run(prompt[:, j])
@@ -167,11 +195,11 @@ class RecurrentStepper:
         """Drop the finished rows (``keep`` false) from the state, then one step on ``tokens``."""
         take = self.backend.take_rows
         self.state = {k: take(v, self.spec.input(k).shape.index("batch"), keep) for k, v in self.state.items()}
-        self.locale = take(self.locale, 0, keep)
+        self.conds = {k: take(v, 0, keep) for k, v in self.conds.items()}
         return self._run(tokens)
 
     def _run(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, self.cond: self.locale}
+        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds}
         out = self.backend.run_values(self.graph, feeds)
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[self.logits])
@@ -186,14 +214,43 @@ class KVCacheStepper(RecurrentStepper):
         self.spec = backend.bundle.graphs[self.graph]
         self.prompt, self.token = section["prompt_input"], section["token_input"]
         self.logits, self.back = section["logits_output"], section["feeds_back"]
-        self.cond = next(t.name for t in self.spec.inputs if t.role == "condition")
-        self.state, self.locale = {}, None
+        self.state, self.conds = {}, {}
 
-    def start(self, prompt: np.ndarray, locale: np.ndarray) -> np.ndarray:
-        self.locale = self.backend.put(locale)
-        out = self.backend.run_values(self.prefill, {self.prompt: prompt, self.cond: self.locale})
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
+        self.conds = {k: self.backend.put(v) for k, v in conds.items()}
+        out = self.backend.run_values(self.prefill, {self.prompt: prompt, **self.conds})
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[self.logits])
+
+
+class RecomputeStepper(RecurrentStepper):
+    """``next(tokens, <conditions>) -> logits``: the whole sequence every step, no cache.
+
+    The sequence is host data the sampler owns anyway (it picks tokens on the host); each step
+    appends the picked tokens and reruns the graph on the sequence so far.
+    """
+
+    def __init__(self, backend: Backend, section: dict):
+        self.backend, self.graph = backend, section["graphs"]["next"]
+        self.token, self.logits = section["prompt_input"], section["logits_output"]
+        self.seq, self.conds = np.zeros((0, 0), dtype=np.int64), {}
+
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
+        self.conds = {k: self.backend.put(v) for k, v in conds.items()}
+        self.seq = prompt
+        return self._call()
+
+    def next(self, tokens: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        self.seq = np.concatenate([self.seq[keep], tokens[:, None]], axis=1)  # (live rows, T + 1)
+        self.conds = {k: self.backend.take_rows(v, 0, keep) for k, v in self.conds.items()}
+        return self._call()
+
+    def _call(self) -> np.ndarray:
+        out = self.backend.run_values(self.graph, {self.token: np.ascontiguousarray(self.seq), **self.conds})
+        return self.backend.get(out[self.logits])
+
+
+STEPPERS = {"recurrent": RecurrentStepper, "kv_cache": KVCacheStepper, "recompute": RecomputeStepper}
 
 
 __all__ = ["AutoregressiveSampler", "nucleus", "pick"]

@@ -18,11 +18,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from genctl.conditions import ConditionRows, Control
+from genctl.conditions import Control
 from genctl.errors import BundleError, ConditionError
 from genctl.families import schedule
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Samples, Sampler
+from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
 
 
 class DiffusionSampler(Sampler):
@@ -45,46 +45,59 @@ class DiffusionSampler(Sampler):
         self.alpha_bar = check_schedule(bundle, self.spec)
         self.train_timesteps = len(self.alpha_bar)
 
-    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
-               controls: dict[str, Any], **_: Any) -> Samples:
-        steps, w = self._check(controls)
-        eta = 1.0 if controls["sampler"] == "ddpm" else controls["eta"]
+    def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
+        steps = requests[0].controls["steps"]  # batch_key: one timestep sequence per batch
+        ws = [r.controls["guidance_scale"] for r in requests]
+        etas = [eta_of(r.controls) for r in requests]
         ts = schedule.timesteps(self.train_timesteps, steps)
         ab_t, ab_prev = schedule.step_coefficients(self.alpha_bar, ts)
-        total = rows.n_rows * n
+        total = sum(r.total for r in requests)
         put = backend.put  # values stay where the backend computes (device-resident on GPU backends)
         x_spec = self.spec.input("x_t")
-        x = put(self.noise(x_spec, total, rng))  # x_T ~ N(0, I)
+        x = put(np.concatenate([self.noise(x_spec, r.total, r.rng) for r in requests]))  # x_T ~ N(0, I), per request
+        per_row = lambda vs: np.concatenate([np.full(r.total, v, dtype=np.float32) for r, v in zip(requests, vs)])  # noqa: E731
         col = lambda v: np.repeat(np.asarray(v, dtype=np.float32)[:, None], total, axis=1)  # noqa: E731  (steps, B)
-        fixed = {**{k: put(v) for k, v in rows.feeds(self.bundle.conditions, n).items()},
-                 "guidance_scale": put(np.full(total, w, dtype=np.float32)), "eta": put(np.full(total, eta, dtype=np.float32))}
+        fixed = {**{k: put(v) for k, v in condition_feeds(self.bundle.conditions, requests).items()},
+                 "guidance_scale": put(per_row(ws)), "eta": put(per_row(etas))}  # graph inputs: one value per row
         per_step = {"t": put(np.repeat(np.asarray(ts, dtype=np.int64)[:, None], total, axis=1)),
                     "alpha_bar_t": put(col(ab_t)), "alpha_bar_prev": put(col(ab_prev))}  # one upload, a row per step
-        zeros = None if eta > 0 else put(np.zeros(x_spec.concrete({"batch": total}), dtype=np.float32))
+        zeros = None if any(e > 0 for e in etas) else put(np.zeros(x_spec.concrete({"batch": total}), dtype=np.float32))
         step_s = []
         for i in range(len(ts)):
-            noise = put(self.noise(x_spec, total, rng)) if zeros is None else zeros
+            noise = zeros if zeros is not None else put(self._step_noise(x_spec, requests, etas))
             feeds = {"x_t": x, "noise": noise, **fixed, **{k: v[i] for k, v in per_step.items()}}
             start = time.perf_counter()
             x = backend.run_values(self.spec.name, feeds)["x_prev"]
             step_s.append(time.perf_counter() - start)
         x = backend.get(x)
-        meta = {"steps": steps, "guidance_scale": w, "eta": eta, "sampler": controls["sampler"], "step_s": step_s}
-        return Samples(data=x, rows=rows.labels, n=n, kind="image", meta=meta)
+        return [Samples(data=x[s], rows=r.rows.labels, n=r.n, kind="image",
+                        meta={"steps": steps, "guidance_scale": w, "eta": eta, "sampler": r.controls["sampler"],
+                              "step_s": step_s})
+                for r, s, w, eta in zip(requests, split(requests), ws, etas)]
 
-    def check(self, controls: dict[str, Any], **inputs: Any) -> None:
-        self._check(controls)
+    def _step_noise(self, x_spec, requests: list[Request], etas: list[float]) -> np.ndarray:
+        """This step's noise: drawn from each request's rng when its eta > 0 (as alone), else zeros."""
+        return np.concatenate([self.noise(x_spec, r.total, r.rng) if eta > 0
+                               else np.zeros(x_spec.concrete({"batch": r.total}), dtype=np.float32)
+                               for r, eta in zip(requests, etas)])
 
-    def _check(self, controls: dict[str, Any]) -> tuple[int, float]:
+    def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
         steps, w = controls["steps"], controls["guidance_scale"]
         if steps > self.train_timesteps:
             raise ConditionError("Control --steps", got=steps,
                                  expected=f"a value in [1, {self.train_timesteps}] (the model's training timesteps)")
-        if w != 1.0 and not self.section.get("cfg_dropout", 0) > 0:
+        if w != 1.0 and not self.section.get("unconditional", (self.section.get("cfg_dropout") or 0) > 0):
             raise ConditionError("Control --guidance-scale", got=w,
                                  expected="1 for this model: it was trained without null-class dropout (cfg_dropout=0), "
                                           "so it has no unconditional prediction", fix="retrain with cfg_dropout > 0")
-        return steps, w
+
+    def batch_key(self, request: Request):
+        return request.controls["steps"]  # guidance scale and eta are per-row graph inputs; steps set the loop
+
+
+def eta_of(controls: dict[str, Any]) -> float:
+    """DDPM is DDIM with eta = 1 on the same timesteps."""
+    return 1.0 if controls["sampler"] == "ddpm" else controls["eta"]
 
 
 def check_schedule(bundle, spec) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 from genctl.conditions import ConditionRows, Control
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Samples, Sampler
+from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
 
 
 class OneShotSampler(Sampler):
@@ -21,20 +21,23 @@ class OneShotSampler(Sampler):
     inputs = ("images", "image_labels")  # re-conditioning (cvae: encode graph)
     controls = [Control("temperature", float, 1.0, low=0.0, high=10.0, help="noise scale (1 = the prior)")]
 
-    def sample(self, backend: Backend, rows: ConditionRows, n: int, rng: np.random.Generator,
-               controls: dict[str, Any], images: np.ndarray | None = None, image_labels: np.ndarray | None = None,
-               **_: Any) -> Samples:
+    def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
         spec = self.bundle.graphs[self.section["graph"]]
-        total = rows.n_rows * n
-        feeds = rows.feeds(self.bundle.conditions, n)
+        feeds = condition_feeds(self.bundle.conditions, requests)
         for tensor in spec.inputs:
-            if tensor.role == "noise":
-                feeds[tensor.name] = self.noise(tensor, total, rng, controls["temperature"])
-        if images is not None:
+            if tensor.role == "noise":  # each request's noise from its own rng, scaled by its temperature
+                feeds[tensor.name] = np.concatenate([self.noise(tensor, r.total, r.rng, r.controls["temperature"])
+                                                     for r in requests])
+        images = requests[0].inputs.get("images")
+        if images is not None:  # batch_key keeps a re-conditioning request alone
+            r = requests[0]
             noise_name = next(t.name for t in spec.inputs if t.role == "noise")
-            feeds[noise_name] = self._encode(backend, images, image_labels, rows, n)
-        out = backend.run(spec.name, feeds)
-        return Samples(data=out[spec.output_names[0]], rows=rows.labels, n=n, kind="image")
+            feeds[noise_name] = self._encode(backend, images, r.inputs.get("image_labels"), r.rows, r.n)
+        data = backend.run(spec.name, feeds)[spec.output_names[0]]
+        return [Samples(data=data[s], rows=r.rows.labels, n=r.n, kind=self.bundle.output_kind) for r, s in zip(requests, split(requests))]
+
+    def batch_key(self, request: Request):
+        return None if request.inputs.get("images") is not None else ()
 
     def _encode(self, backend: Backend, images: np.ndarray, labels: np.ndarray, rows: ConditionRows, n: int) -> np.ndarray:
         enc = self.section.get("encoder")

@@ -1,0 +1,124 @@
+"""Check a user's ``forward`` against its declared loop shape before any export work.
+
+Two checks, each a one-line GenctlError naming the argument: the parameter list (how many
+positional arguments, which one is missing or extra) and a trial call on example tensors (what the
+module returned vs what the loop needs).
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+
+from genctl.byo.loops import Diffusion, NextToken, OneShot, Recurrent
+from genctl.conditions import ConditionSchema
+from genctl.data.names import SPECIALS
+from genctl.errors import GenctlError
+from genctl.families.custom import condition_examples
+
+POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def check_forward(module: nn.Module, loop, schema: ConditionSchema) -> list[str]:
+    """The user's names of the arguments genctl feeds, in order; an error names a missing or extra one."""
+    wanted = [*loop.leading, *(c.name for c in schema.conditions)]
+    shown = f"forward({', '.join(wanted)})"
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return list(wanted)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+        return list(wanted)
+    positional = [p for p in params if p.kind in POSITIONAL]
+    where = f"{type(module).__name__}.forward"
+    for i, role in enumerate(wanted):
+        if i >= len(positional):
+            what = f"condition '{role}'" if i >= len(loop.leading) else f"the {loop.kind} input '{role}'"
+            raise GenctlError(f"Argument {i + 1} of {where}", got=f"no parameter for {what}",
+                              expected=f"{shown} (loop '{loop.kind}', conditions in declared order)")
+    for p in positional[len(wanted):]:
+        if p.default is inspect.Parameter.empty:
+            raise GenctlError(f"Argument '{p.name}' of {where}", got="a required parameter genctl has no value for",
+                              expected=f"{shown}: declare it as a condition or give it a default")
+    return [p.name for p in positional[:len(loop.leading)]]
+
+
+def example_inputs(loop, schema: ConditionSchema, batch: int = 2) -> list:
+    """The positional arguments genctl will feed, at batch 2."""
+    conds = list(condition_examples(schema, batch).values())
+    if isinstance(loop, OneShot):
+        return [torch.randn(batch, *loop.noise_shape), *conds]
+    if isinstance(loop, Diffusion):
+        t = torch.tensor([3, loop.timesteps - 1])
+        t = t.to(torch.float32) * loop.t_scale if loop.t_dtype == "float32" else t
+        return [torch.randn(batch, *loop.sample_shape), t, *conds]
+    if isinstance(loop, NextToken):
+        return [torch.randint(0, len(SPECIALS) + len(loop.vocab), (batch, min(3, loop.context))), *conds]
+    states = [torch.zeros([batch if d == "batch" else d for d in s]) for s in loop.states().values()]
+    state = tuple(states) if isinstance(loop.state, dict) else states[0]
+    return [torch.zeros(batch, dtype=torch.int64), state, *conds]
+
+
+@torch.inference_mode()
+def trial_call(module: nn.Module, loop, schema: ConditionSchema, names: list[str]) -> list[int] | None:
+    """Call ``forward`` once; check what it returned. Returns a one-shot sample's shape (no batch axis)."""
+    args = example_inputs(loop, schema)
+    arg_names = [*names, *(c.name for c in schema.conditions)]
+    shown = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(arg_names, args))
+    where = f"{type(module).__name__}.forward"
+    try:
+        out = module.eval()(*args)
+    except Exception as exc:
+        raise GenctlError(f"Trial call {where}({shown})", got=f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
+                          expected="a forward that accepts these tensors (conditions: categorical int64 (B,), "
+                                   "continuous float32 (B,), vector float32 (B, dim))") from None
+    return _check_output(out, loop, where)
+
+
+def _check_output(out, loop, where: str) -> list[int] | None:
+    if isinstance(loop, Recurrent):
+        return _check_recurrent(out, loop, where)
+    if not isinstance(out, torch.Tensor):
+        raise GenctlError(f"Output of {where}", got=_describe(out), expected=f"one tensor for loop '{loop.kind}'")
+    if out.dtype != torch.float32 or out.shape[0] != 2:
+        raise GenctlError(f"Output of {where}", got=_describe(out), expected="float32 with the batch (2) first")
+    if isinstance(loop, Diffusion) and list(out.shape[1:]) != list(loop.sample_shape):
+        raise GenctlError(f"Output of {where}", got=_describe(out),
+                          expected=f"{loop.prediction} shaped like x_t (2, {', '.join(map(str, loop.sample_shape))})")
+    if isinstance(loop, NextToken):
+        _check_logits(out, loop, where, ranks=(2, 3))
+    return [int(d) for d in out.shape[1:]] if isinstance(loop, OneShot) else None
+
+
+def _check_logits(logits, loop, where: str, ranks: tuple[int, ...]) -> None:
+    vocab = len(SPECIALS) + len(loop.vocab)
+    if not isinstance(logits, torch.Tensor) or logits.dim() not in ranks or logits.shape[-1] != vocab:
+        raise GenctlError(f"Logits of {where}", got=_describe(logits),
+                          expected=f"(B, {vocab}){' or (B, T, ' + str(vocab) + ')' if 3 in ranks else ''}: "
+                                   f"3 special tokens + {len(loop.vocab)} characters")
+
+
+def _check_recurrent(out, loop: Recurrent, where: str) -> None:
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise GenctlError(f"Output of {where}", got=_describe(out), expected="a pair (logits, state)")
+    logits, state = out
+    _check_logits(logits, loop, where, ranks=(2,))
+    declared = loop.states()
+    states = list(state) if isinstance(loop.state, dict) else [state]
+    if isinstance(loop.state, dict) != isinstance(state, (tuple, list)) or len(states) != len(declared):
+        raise GenctlError(f"State returned by {where}", got=_describe(state),
+                          expected=f"{'a tuple of ' + str(len(declared)) + ' tensors' if isinstance(loop.state, dict) else 'one tensor'} as declared ({list(declared)})")
+    for (name, shape), value in zip(declared.items(), states):
+        want = [2 if d == "batch" else d for d in shape]
+        if not isinstance(value, torch.Tensor) or list(value.shape) != want or value.dtype != torch.float32:
+            raise GenctlError(f"State '{name}' returned by {where}", got=_describe(value), expected=f"float32 {tuple(want)}")
+    return None
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{str(value.dtype).removeprefix('torch.')} {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}[{', '.join(_describe(v) for v in value)}]"
+    return type(value).__name__

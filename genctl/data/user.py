@@ -1,0 +1,199 @@
+"""User datasets for ``genctl train FAMILY --dataset PATH``: read from the user's files, sizes from the data.
+
+- an image folder with one sub-folder per class (``root/cat/*.png``, ``root/dog/*.jpg``): the class
+  names are the folder names (sorted); channels 1 if every image is grayscale, else 3; every image
+  must have the same size;
+- an ``.npz`` with ``x`` (N, H, W), (N, C, H, W) or (N, H, W, C) — uint8 0..255 or floats in
+  [0, 1] or [-1, 1] — and ``y`` (N,) integer labels; optional ``label_names`` (K,) strings and
+  ``attributes`` (N, k) floats (kept on the dataset; genctl's shipped families train on the label);
+- a ``.txt`` or ``.csv`` of ``label,text`` lines (a ``label,text`` header is skipped) for the text
+  families: the vocabulary is every character seen, the context the longest text.
+
+Every problem is a one-line error naming the file: an empty class, mixed image sizes, an unreadable
+image, a malformed line. The split is a seeded 10% test share, as for the shipped datasets.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from genctl.data.images import ImageDataset
+from genctl.data.names import BOS, EOS, PAD, SPECIALS, TextDataset
+from genctl.errors import GenctlError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TEST_FRACTION = 0.1
+
+
+def is_user_dataset(name: str) -> bool:
+    """A ``--dataset`` value that names a path rather than a shipped dataset."""
+    return "/" in name or "\\" in name or Path(name).suffix.lower() in (".npz", ".txt", ".csv") or Path(name).is_dir()
+
+
+def load_user_dataset(path: str | Path):
+    """An ImageDataset or TextDataset read from ``path`` (a class folder, .npz, .txt or .csv)."""
+    path = Path(path)
+    if not path.exists():
+        raise GenctlError(f"Dataset '{path}'", got="no such file or folder",
+                          expected="a folder of class sub-folders, an .npz with x and y, or a .txt/.csv of label,text lines")
+    if path.is_dir():
+        return _cached_folder(str(path.resolve()))
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return load_npz(path)
+    if suffix in (".txt", ".csv"):
+        return load_text(path)
+    raise GenctlError(f"Dataset '{path}'", got=f"suffix '{suffix}'", expected="a folder, .npz, .txt or .csv")
+
+
+def _split_indices(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = max(1, int(len(y) * TEST_FRACTION)) if len(y) >= 10 else 0
+    return order[n_test:], order[:n_test]
+
+
+def _image_dataset(name: str, x: np.ndarray, y: np.ndarray, label_names: tuple[str, ...]) -> ImageDataset:
+    h, w = x.shape[2:]
+    if h % 4 or w % 4 or min(h, w) < 8:
+        # the cvae/cgan decoders upsample x2 twice, cflow squeezes, the diffusion UNet downsamples
+        raise GenctlError(f"Dataset '{name.removeprefix('user:')}' image size", got=f"{h}x{w}",
+                          expected="height and width multiples of 4, at least 8 (genctl's image families halve them twice)",
+                          fix="resize or pad the images, e.g. to 16x16 or 28x28")
+    train, test = _split_indices(y)
+    if len(test) == 0:
+        test = train[:1]  # tiny sets: the evaluator and tests still get one example
+    return ImageDataset(name, x[train], y[train], x[test], y[test], label_names)
+
+
+# ------------------------------------------------------------------------------------ image folder
+
+@functools.lru_cache(maxsize=4)
+def _cached_folder(root: str) -> ImageDataset:
+    return load_image_folder(Path(root))
+
+
+def load_image_folder(root: Path) -> ImageDataset:
+    """``root/<class>/<image>``; pixels to [-1, 1], (N, C, H, W)."""
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise GenctlError(f"Dataset folder '{root}'", got="no class sub-folders", expected="one sub-folder of images per class")
+    files = {c.name: sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    for name, items in files.items():
+        if not items:
+            raise GenctlError(f"Class folder '{root / name}'", got="no images",
+                              expected=f"at least one {'/'.join(IMAGE_SUFFIXES)} file per class", fix="remove the empty folder")
+    images = {f: _read_image(f) for items in files.values() for f in items}
+    color = any(img.mode not in ("L", "1", "LA", "I", "I;16") for img in images.values())
+    first = next(iter(images))
+    for f, img in images.items():
+        if img.size != images[first].size:
+            raise GenctlError(f"Image '{f}'", got=f"size {img.size[0]}x{img.size[1]}",
+                              expected=f"{images[first].size[0]}x{images[first].size[1]} like '{first}' (all images one size)",
+                              fix="resize the images to one size")
+    x = np.stack([_to_array(images[f], color) for items in files.values() for f in items])
+    y = np.concatenate([np.full(len(items), k, dtype=np.int64) for k, items in enumerate(files.values())])
+    return _image_dataset(f"user:{root.name}", x, y, tuple(files))
+
+
+def _read_image(path: Path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, ValueError) as exc:
+        raise GenctlError(f"Image '{path}'", got=f"an unreadable file ({type(exc).__name__})", expected="a valid image",
+                          fix="remove or replace the file") from None
+
+
+def _to_array(img, color: bool) -> np.ndarray:
+    arr = np.asarray(img.convert("RGB" if color else "L"), dtype=np.float32) / 127.5 - 1.0
+    return arr.transpose(2, 0, 1) if color else arr[None]  # (C, H, W)
+
+
+# ------------------------------------------------------------------------------------------ .npz
+
+def load_npz(path: Path) -> ImageDataset:
+    """``x`` + ``y`` (+ ``label_names``, ``attributes``); pixel range detected from dtype and values."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise GenctlError(f"Dataset '{path}'", got=f"an unreadable .npz ({type(exc).__name__})",
+                          expected="np.savez(path, x=..., y=...) without object arrays") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise GenctlError(f"Dataset '{path}'", got=f"arrays {sorted(arrays)}", expected="arrays 'x' (images) and 'y' (labels)")
+    x, y = _npz_images(path, arrays["x"]), arrays["y"]
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise GenctlError(f"Dataset '{path}' y", got=f"{y.dtype} {y.shape}", expected=f"({len(x)},) non-negative integer labels")
+    names = tuple(str(s) for s in arrays["label_names"]) if "label_names" in arrays else tuple(str(i) for i in range(int(y.max()) + 1))
+    empty = [names[k] for k in range(len(names)) if not np.any(y == k)]
+    if empty or y.max() >= len(names):
+        raise GenctlError(f"Dataset '{path}' y", got=f"no examples of class {empty[0]!r}" if empty else f"label {int(y.max())}",
+                          expected=f"every class 0..{len(names) - 1} present ({len(names)} label names)")
+    ds = _image_dataset(f"user:{path.stem}", x, y.astype(np.int64), names)
+    if "attributes" in arrays:
+        ds.attributes = np.asarray(arrays["attributes"], dtype=np.float32)
+    return ds
+
+
+def _npz_images(path: Path, x: np.ndarray) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or len(x) == 0:
+        raise GenctlError(f"Dataset '{path}' x", got=f"shape {x.shape}", expected="(N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 127.5 - 1.0
+    x = x.astype(np.float32)
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return x * 2.0 - 1.0
+    if lo >= -1.0 and hi <= 1.0:
+        return x
+    raise GenctlError(f"Dataset '{path}' x", got=f"values in [{lo:g}, {hi:g}]", expected="uint8, or floats in [0, 1] or [-1, 1]")
+
+
+# ------------------------------------------------------------------------------------------ text
+
+def load_text(path: Path) -> TextDataset:
+    """``label,text`` lines; labels sorted by name, vocabulary = every character seen."""
+    pairs = _read_pairs(path)
+    label_names = tuple(sorted({label for label, _ in pairs}))
+    chars = sorted({c for _, text in pairs for c in text})
+    vocab = (*SPECIALS, *chars)
+    index = {c: i for i, c in enumerate(vocab)}
+    max_len = max(len(text) for _, text in pairs) + 2  # BOS ... EOS
+    x = np.full((len(pairs), max_len), PAD, dtype=np.int64)
+    for i, (_, text) in enumerate(pairs):
+        ids = [BOS, *(index[c] for c in text), EOS]
+        x[i, :len(ids)] = ids
+    y = np.array([label_names.index(label) for label, _ in pairs], dtype=np.int64)
+    train, test = _split_indices(y)
+    test = test if len(test) else train[:1]
+    texts = [text for _, text in pairs]
+    return TextDataset(f"user:{path.stem}", [texts[i] for i in train], [texts[i] for i in test], x[train], y[train], x[test], y[test],
+                       label_names, vocab, max_len)
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GenctlError(f"Dataset '{path}'", got=f"an unreadable file ({type(exc).__name__})", expected="UTF-8 text") from None
+    pairs = []
+    for number, row in enumerate(csv.reader(lines), start=1):
+        if not row or (number == 1 and [c.strip().lower() for c in row] == ["label", "text"]):
+            continue
+        if len(row) < 2 or not row[0].strip() or not ",".join(row[1:]).strip():
+            raise GenctlError(f"Dataset '{path}' line {number}", got=repr(",".join(row))[:60], expected="label,text")
+        pairs.append((row[0].strip(), ",".join(row[1:]).strip()))
+    if not pairs:
+        raise GenctlError(f"Dataset '{path}'", got="no label,text lines", expected="at least one line per label")
+    return pairs
