@@ -268,12 +268,13 @@ def test_failed_checkpoint_write_leaves_no_checkpoint(tmp_path):
 # Kept apart so they are easy to retarget when the server moves to another app.
 
 SERVE_ROWS = [
-    ({"n": "lots"}, ["-n (samples per condition)", "got 'lots'", "a positive integer"]),
-    ({"n": 10**9}, ["1000000000 x 1 condition rows", "at most 65536"]),
+    ({"n": "lots"}, ["'n'", "got 'lots'", "valid integer"]),
+    ({"n": 10**9}, ["'n'", "got 1000000000", "[1, 1024]"]),
     ({"conditions": {"label": 99}}, ["Condition 'label'", "got 99"]),
     ({"controls": {"temperature": float("nan")}}, ["--temperature", "got NaN"]),
     ({"controls": {"temperature": "hot"}}, ["--temperature", "got 'hot'", "expected a float"]),
-    ({"controls": ["temperature"]}, ["Request 'controls'", "got list"]),
+    ({"controls": {"steps": 3}}, ["Control 'steps'", "one of ['temperature']"]),
+    ({"seed": -1}, ["--seed", "got -1"]),
 ]
 
 
