@@ -79,7 +79,7 @@ def tensorrt_version(target: str = "tensorrt") -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _tensorrt_libs_loadable() -> bool:
-    for name in ("libnvinfer.so.10", "libnvinfer.so", ctypes.util.find_library("nvinfer")):
+    for name in ("libnvinfer.so.11", "libnvinfer.so.10", "libnvinfer.so", ctypes.util.find_library("nvinfer")):
         if name:
             try:
                 ctypes.CDLL(name)
