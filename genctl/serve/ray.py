@@ -66,7 +66,13 @@ def deployment(bundle: str | Path, *, backend: str = "auto", precision: str = "f
                                               "expected a JSON object"}, status_code=400)
             except GenctlError as exc:
                 return JSONResponse({"error": str(exc)}, status_code=400)
-            samples = await asyncio.wait_for(self._generate(request), config.timeout_s)
+            try:
+                samples = await asyncio.wait_for(self._generate(request), config.timeout_s)
+            except asyncio.TimeoutError:  # the same answer as the plain server's
+                return JSONResponse({"error": f"Request | got no result within {config.timeout_s:g} s | expected one | "
+                                              "fix: retry, ask for fewer rows, or raise --timeout-s"}, status_code=504)
+            except GenctlError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
             return JSONResponse(render(self.gen, samples, fmt))
 
     return GenctlDeployment.bind()
