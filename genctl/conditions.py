@@ -28,7 +28,7 @@ class Categorical:
         text = str(value).strip()
         if text in self.names:
             return self.names.index(text)
-        if isinstance(value, (int, np.integer)) or text.lstrip("-").isdigit():
+        if isinstance(value, (int, np.integer)) or text.lstrip("-").isdecimal():  # not isdigit: int('¹') fails
             index = int(text)
             if 0 <= index < len(self.names):
                 return index

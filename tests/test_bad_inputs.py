@@ -89,6 +89,7 @@ ROWS = [
     ("gen-n-zero", "generate {bundle} -n 0", ["got 0", "a positive integer"], None),
     ("gen-label-range", "generate {bundle} --cond label=12", ["Condition 'label'", "got 12", "0..9"], None),
     ("gen-label-name", "generate {bundle} --cond label=seven", ["got 'seven'"], None),
+    ("gen-label-superscript", "generate {bundle} --cond label=¹", ["Condition 'label'", "got '¹'"], None),
     ("gen-cond-unknown", "generate {bundle} --cond colour=red", ["Condition 'colour'", "one of ['label']"], None),
     ("gen-cond-twice", "generate {bundle} --cond label=7 --cond label=3", ["--cond 'label'", "given twice", "label=1,2"], None),
     ("gen-temp-nan", "generate {bundle} --temperature nan", ["--temperature", "got NaN", "finite"], None),
@@ -119,6 +120,7 @@ ROWS = [
     ("export-bundle-as-checkpoint", "export {bundle} --out {tmp}/bd", ["Checkpoint", "a folder written by 'genctl train'"], None),
     ("export-out-proc", "export {ckpt} --out /proc/nope/bd", ["Output bundle", "is not a writable directory"], None),
     ("export-out-exists", "export {ckpt} --out {tmp}/file", ["got an existing path", "--force"], None),
+    ("export-out-is-checkpoint", "export {ckpt} --out {ckpt} --force", ["--out", "got the checkpoint folder", "apart from"], None),
     # build
     ("build-target", "build {bundle} --target cuda", ["--target 'cuda'", "one of ['onnxruntime'"], None),
     ("build-precision", "build {bundle} --precision int4", ["--precision 'int4'", "one of ['fp32'"], None),

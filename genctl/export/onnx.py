@@ -34,9 +34,18 @@ ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64
                onnx.TensorProto.INT32: "int32", onnx.TensorProto.BOOL: "bool"}
 
 
+def check_apart(checkpoint: Path, out: Path) -> None:
+    """``--out`` the checkpoint itself (or a folder around or inside it) would replace it, with --force."""
+    ck, dst = checkpoint.resolve(), out.resolve()
+    if dst == ck or ck in dst.parents or dst in ck.parents:
+        raise GenctlError(f"--out '{out}'", got=f"the checkpoint folder '{checkpoint}' or a folder around or inside it",
+                          expected="a bundle folder apart from the checkpoint", fix="choose another --out")
+
+
 def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = False, opset: int = OPSET,
                   loop_seed: int = 0) -> Bundle:
     """Export ``checkpoint`` into the bundle folder ``out``; raises ParityError if parity fails."""
+    check_apart(Path(checkpoint), Path(out))
     check_output_dir(out, "bundle", overwrite=overwrite)  # before loading, tracing and parity checks
     config, state = load_checkpoint(Path(checkpoint))
     family = get_family(config["family"])
