@@ -80,8 +80,8 @@ class Bundle:
             bundle.graphs = {n: GraphSpec.from_json(g) for n, g in manifest["graphs"].items()}
             bundle.conditions = ConditionSchema.from_json(manifest["conditions"])
             manifest["family"], manifest["sampler"]["kind"], manifest["source"]["dir"]
-        except (KeyError, TypeError) as exc:
-            raise BundleError(f"Bundle manifest '{path / MANIFEST}'", got=f"a missing or malformed field {exc}",
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a hand-edited field of the wrong shape
+            raise BundleError(f"Bundle manifest '{path / MANIFEST}'", got=f"a missing or malformed field ({type(exc).__name__}: {exc})",
                               expected=f"a manifest written by genctl (schema {SCHEMA_VERSION})") from None
         if verify:
             bundle.verify()

@@ -106,6 +106,7 @@ ROWS = [
     ("gen-graph-truncated", "generate {bundle}", ["encode.onnx", "tampered or corrupted"], _truncate("graphs/encode.onnx")),
     ("gen-weights-truncated", "generate {bundle} --backend torch", ["model.safetensors", "tampered or corrupted"], _truncate("source/model.safetensors")),
     ("gen-manifest-escape", "generate {bundle}", ["'../../../etc/passwd'", "inside the bundle"], _set_graph_file("../../../etc/passwd")),
+    ("gen-manifest-graphs-list", "generate {bundle}", ["Bundle manifest", "malformed field", "schema"], _edit_manifest(lambda m: m.__setitem__("graphs", []))),
     ("gen-manifest-absolute", "generate {bundle}", ["'/etc/passwd'", "inside the bundle"], _set_graph_file("/etc/passwd")),
     # train
     ("train-family", "train vqgan --out {tmp}/ck", ["Family 'vqgan'", "expected one of"], None),
