@@ -262,9 +262,12 @@ def test_next_token_recompute_matches_torch_exactly(lm_bundle):
     # finished rows keep being fed here (and dropped in the sampler): their logits do not affect live rows
     want = _greedy_torch(lambda seqs: module(_pad(seqs), style, warmth)[:, -1], 2, 12)
     assert got.texts == want
-    sampled = [genctl.load(lm_bundle, backend=b).generate({"style": 1, "warmth": -1.0}, n=4, seed=7).texts
-               for b in ("torch", "onnxruntime")]
-    assert sampled[0] == sampled[1]
+    sampled = [genctl.load(lm_bundle, backend=b).generate({"style": 1, "warmth": -1.0}, n=4, seed=7, top_k=3).texts
+               for b in ("torch", "onnxruntime", "onnxruntime+graphpick")]  # the last picks inside the 'next' graph
+    assert sampled[0] == sampled[1] == sampled[2]
+    with genctl.load(lm_bundle, backend="onnxruntime+graphpick") as gen:
+        assert gen.generate({"style": ["plain", "fancy"], "warmth": 0.3}, n=1, temperature=0.0).texts == want
+        assert "next+pick:greedy" in gen.backend.sessions
 
 
 def _pad(seqs: list[list[int]]) -> torch.Tensor:
@@ -288,6 +291,8 @@ def test_recurrent_tuple_state_matches_torch_exactly(lstm_bundle):
         return logits
 
     assert got.texts == _greedy_torch(step, 2, 12)
+    with genctl.load(lstm_bundle, backend="onnxruntime+graphpick") as gen:  # tuple state through the fused step
+        assert gen.generate({"style": [0, 1], "mood": mood}, n=1, temperature=0.0).texts == got.texts
     res = invoke("generate", lstm_bundle, "--cond", "style=fancy", "--cond", "mood=0,0,1", "-n", 3, "--seed", 1)
     assert res.exit_code == 0 and res.output.count("style=fancy") == 3, res.output
 

@@ -68,15 +68,16 @@ def test_bench_json_records(cvae_bundle, tmp_path):
 
 
 def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
-    res = invoke("bench", cvae_bundle, "--backends", "onnxruntime,onnxruntime+iobinding", "--batch-sizes", "2",
+    res = invoke("bench", cvae_bundle, "--backends", "onnxruntime,onnxruntime+iobinding,onnxruntime+cpu", "--batch-sizes", "2",
                  "--iters", 2, "--warmup", 1, "--json", tmp_path / "b.json")
     assert res.exit_code == 0, res.output
     records = json.loads((tmp_path / "b.json").read_text())
-    assert [r["backend"] for r in records] == ["onnxruntime", "onnxruntime+iobinding"]
+    assert [r["backend"] for r in records] == ["onnxruntime", "onnxruntime+iobinding", "onnxruntime+cpu"]
     default_binds = not records[0]["runtime"].startswith("onnxruntime[CPU]")  # IO binding is the default on GPU providers
-    assert [r["runtime"].endswith("+iobinding") for r in records] == [default_binds, True]
+    assert [r["runtime"].endswith("+iobinding") for r in records] == [default_binds, True, False]
+    assert records[2]["runtime"] == "onnxruntime[CPU]"  # +cpu: the CPU provider alone, also on a GPU box
     for backends, message in (("onnxruntime+fast", r"Backend option '\+fast' of 'onnxruntime' \| got an unknown option \| "
-                                                    r"expected one of \['\+iobinding', '\+noiobinding', '\+cudagraphs', '\+nospin'\]"),
+                                                    r"expected one of \['\+iobinding', '\+noiobinding', '\+cudagraphs', '\+nospin', '\+graphpick', '\+cpu'\]"),
                               ("torch+iobinding", r"Backend option '\+iobinding' of 'torch' \| got an unknown option")):
         res = invoke("bench", cvae_bundle, "--backends", backends, "--batch-sizes", "1", "--iters", 1)
         assert res.exit_code == 1 and re.search(message, res.output), res.output

@@ -13,7 +13,7 @@ from genctl.cli.common import console, user_errors
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated NAME[+OPTION][:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, onnxruntime+iobinding, tensorrt:fp16, tensorrt+nocudagraphs:fp16.")] = "torch,onnxruntime",
+    backends: Annotated[str, typer.Option(help="Comma-separated NAME[+OPTION][:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, onnxruntime+iobinding, onnxruntime+graphpick, onnxruntime+cpu, tensorrt:fp16, tensorrt+nocudagraphs:fp16.")] = "torch,onnxruntime",
     precision: Annotated[Optional[str], typer.Option(help="Default precision for backends given without :PRECISION (torch stays fp32, the baseline), e.g. --backends torch,onnxruntime --precision int8.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64",
     iters: Annotated[int, typer.Option(help="Timed calls per configuration.")] = 20,
@@ -22,6 +22,9 @@ def bench(
     steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
     guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: guidance scale.")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens per sequence.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Text: softmax temperature (0 = greedy).")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Text: sample among the k most likely tokens (0 = all).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Text: nucleus sampling mass.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one record per (backend, batch) here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Draw throughput and p50 latency against batch size per backend into this PNG.")] = None,
 ) -> None:
@@ -42,8 +45,8 @@ def bench(
         check_plot_path(plot)
     b = Bundle.load(bundle)
     pairs, sizes = parse_backends(backends, precision), parse_batch_sizes(batch_sizes)
-    controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens}.items()
-                if v is not None}
+    controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens,
+                                  "temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None}
     check_bench(b, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls)
     with contextlib.ExitStack() as stack:
         gens = open_generators(b, pairs, stack)  # before the progress bar: a bad backend fails first, in one line

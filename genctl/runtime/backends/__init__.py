@@ -56,7 +56,8 @@ BACKEND_OPTIONS = {
     "torch": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
     "torch-compile": {"cpu": {"device": "cpu"}, "cuda": {"device": "cuda"}},
     "onnxruntime": {"iobinding": {"io_binding": True}, "noiobinding": {"io_binding": False}, "cudagraphs": {"cuda_graphs": True},
-                    "nospin": {"spin": False}},
+                    "nospin": {"spin": False}, "graphpick": {"graph_pick": True},
+                    "cpu": {"providers": ["CPUExecutionProvider"]}},
     "tensorrt": {"nocudagraphs": {"cuda_graphs": False}},
     "tensorrt-rtx": {"nocudagraphs": {"cuda_graphs": False}},
 }

@@ -29,6 +29,7 @@ class Backend:
     def __init__(self, bundle: Bundle, precision: str = "fp32"):
         self.bundle = bundle
         self.precision = precision
+        self.specs = dict(bundle.graphs)  # the bundle's graphs, plus any the backend derives (``fused_pick``)
         self.compute_seconds = 0.0
         self.calls = 0
 
@@ -37,7 +38,7 @@ class Backend:
         return self._timed(self._run_impl, graph, feeds)
 
     def _timed(self, impl, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        self.bundle.graphs[graph].check_feeds(feeds)
+        self.specs[graph].check_feeds(feeds)
         start = time.perf_counter()
         out = impl(graph, feeds)
         self.compute_seconds += time.perf_counter() - start
@@ -73,6 +74,12 @@ class Backend:
 
     def _run_values_impl(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def fused_pick(self, graph: str, logits: str, mode: str) -> str | None:
+        """The name of a graph that runs ``graph`` and picks the next token from its ``logits`` in
+        the same call (``samplers.graph_pick``, one of its ``MODES``), or None: the sampler picks
+        on the host."""
+        return None
 
     def describe(self) -> str:
         """A short description for tables: ``onnxruntime[CPUExecutionProvider]``."""

@@ -96,7 +96,7 @@ class OnnxRuntimeBackend(Backend):
     precisions = ("fp32", "fp16", "int8", "opt")
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", providers: list[str] | None = None,
-                 io_binding: bool | None = None, cuda_graphs: bool = False, spin: bool = True):
+                 io_binding: bool | None = None, cuda_graphs: bool = False, spin: bool = True, graph_pick: bool = False):
         super().__init__(bundle, precision)
         import_ort()  # a one-line error when the package is missing
         _, usable = onnxruntime_providers()
@@ -106,7 +106,8 @@ class OnnxRuntimeBackend(Backend):
         if cuda_graphs and "CUDAExecutionProvider" not in self.providers:
             raise BackendUnavailable("Backend option '+cudagraphs' of 'onnxruntime'", got="no usable CUDA execution provider",
                                      expected="an NVIDIA GPU and onnxruntime-gpu", fix="use 'onnxruntime' (no CUDA graphs)")
-        self.cuda_graphs, self.spin = cuda_graphs, spin
+        self.cuda_graphs, self.spin, self.graph_pick = cuda_graphs, spin, graph_pick
+        self.unfused: dict[str, str] = {}  # step graphs the pick could not be appended to, and why
         self.sessions = {name: self._session(name) for name in bundle.graphs}
         on_gpu = self.sessions[next(iter(self.sessions))].get_providers()[0] != "CPUExecutionProvider"
         if cuda_graphs or (on_gpu if io_binding is None else io_binding):
@@ -115,16 +116,42 @@ class OnnxRuntimeBackend(Backend):
             self.slots = SlotCache(self._run_options, cuda_graph_ids=cuda_graphs)
         self._plain_options = self._run_options(None)
 
-    def _session(self, name: str):
-        """One session; with CUDA graphs the CUDA EP captures (``enable_cuda_graph``), and only the
-        calls that name a ``gpu_graph_id`` (bound slots) are captured or replayed."""
+    def _session(self, name: str, model: bytes | None = None):
+        """One session on the bundle's graph ``name`` (or on ``model``); with CUDA graphs the CUDA
+        EP captures (``enable_cuda_graph``), and only the calls that name a ``gpu_graph_id`` (bound
+        slots) are captured or replayed."""
         ort = import_ort()
         options = provider_options(self.bundle, self.providers, self.precision)
         if self.cuda_graphs:
             options = [(p, {**o, "enable_cuda_graph": "1"}) if p == "CUDAExecutionProvider" else (p, o)
                        for p, o in (x if isinstance(x, tuple) else (x, {}) for x in options)]
-        return ort.InferenceSession(str(self.bundle.graph_file(name, self.precision)), sess_options=session_options(spin=self.spin),
-                                    providers=options)
+        return ort.InferenceSession(model if model is not None else str(self.bundle.graph_file(name, self.precision)),
+                                    sess_options=session_options(spin=self.spin), providers=options)
+
+    def fused_pick(self, graph: str, logits: str, mode: str) -> str | None:
+        """``graph`` with the ``mode`` token pick appended (``samplers.graph_pick``), built once
+        from the bundle's verified graph file of this precision. Opt-in (``+graphpick``): each
+        mode used loads the step graph's weights once more, and on the CPU provider the host pick
+        is as fast or faster (BENCHMARKS.md). None (host pick) when off or when the graph cannot
+        take it (the reason is kept in ``unfused``)."""
+        import onnx
+
+        from genctl.runtime.samplers import graph_pick
+
+        if not self.graph_pick or graph in self.unfused:
+            return None
+        name = graph_pick.fused_name(graph, mode)
+        if name not in self.sessions:
+            model = onnx.load(str(self.bundle.graph_file(graph, self.precision)))
+            why = graph_pick.fusable(model, self.specs[graph], logits)
+            if why:
+                self.unfused[graph] = why
+                return None
+            self.specs[name] = graph_pick.fused_spec(self.specs[graph], logits, mode)
+            self.sessions[name] = self._session(name, graph_pick.fuse(model, self.specs[graph], logits, mode).SerializeToString())
+            if self.values:
+                self.bindings[name] = self.sessions[name].io_binding()
+        return name
 
     def _run_options(self, graph_id: int | None):
         """Run options: with CUDA graphs, ``gpu_graph_id`` = the slot's graph, or -1 (no capture)."""
@@ -135,7 +162,7 @@ class OnnxRuntimeBackend(Backend):
         return options
 
     def _run_impl(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        spec = self.bundle.graphs[graph]
+        spec = self.specs[graph]
         outputs = self.sessions[graph].run(spec.output_names, dict(feeds), self._plain_options)
         return dict(zip(spec.output_names, outputs))
 
@@ -143,7 +170,7 @@ class OnnxRuntimeBackend(Backend):
         """IO binding. Shapes seen on the previous call of this graph run on a persistent slot
         (bound once, see ``bindings``); others bind per call, with outputs allocated by ONNX
         Runtime on the device and taken over as torch tensors through DLPack (no copy)."""
-        spec = self.bundle.graphs[graph]
+        spec = self.specs[graph]
         key = shape_key(spec, feeds)
         slot = self.slots.get(graph, key)
         if slot is not None:
@@ -162,7 +189,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _run_bound_once(self, graph: str, feeds: Mapping[str, Any]) -> dict[str, Any]:
         from_dlpack = self.values.torch.utils.dlpack.from_dlpack
-        spec, binding = self.bundle.graphs[graph], self.bindings[graph]
+        spec, binding = self.specs[graph], self.bindings[graph]
         device, device_id = self._device()
         self._synchronize()
         keep = [feeds[t.name].contiguous() for t in spec.inputs]
@@ -180,5 +207,6 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         short = [p.replace("ExecutionProvider", "") for p in self.sessions[next(iter(self.sessions))].get_providers()]
         return (f"onnxruntime[{','.join(short)}]" + ("+iobinding" if self.values else "") + ("+cudagraphs" if self.cuda_graphs else "")
+                + ("+graphpick" if self.graph_pick else "")
                 + ("" if self.precision == "fp32" else f" {self.precision}"))
 

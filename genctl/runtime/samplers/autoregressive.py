@@ -10,9 +10,12 @@ Two modes, named by the manifest's ``sampler.mode``:
 
 Every condition input of the graph (one or several, any kind) is fed from the request's rows.
 
-Per step: the logits come back to the host, one uniform number per sequence is drawn from the
-seeded ``rng`` and a token is picked by inverse CDF after temperature / top-k / top-p. The draw
-is the only randomness, so torch and ONNX Runtime give the same text when their logits agree.
+Per step: one uniform number per sequence is drawn from the seeded ``rng`` and a token is picked
+by inverse CDF after temperature / top-k / top-p. The draw is the only randomness, so torch and
+ONNX Runtime give the same text when their logits agree. By default the logits come back to the
+host and numpy picks (``pick``); a backend that offers ``fused_pick`` (``onnxruntime+graphpick``)
+runs the same pick as ONNX nodes appended to the step graph (``graph_pick``), fed the same draws,
+so one call per token returns the token and the logits never leave the device.
 A sequence stops at EOS or after ``max_new_tokens``; finished rows are dropped from the batch
 (and from the state), so a batch of mixed locales and lengths costs only the live rows.
 """
@@ -28,6 +31,7 @@ from genctl.data.names import BOS, EOS, PAD, check_text, decode
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
 from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
+from genctl.runtime.samplers.graph_pick import TOKEN, mode_for
 
 
 class AutoregressiveSampler(Sampler):
@@ -82,10 +86,14 @@ class AutoregressiveSampler(Sampler):
         """Generate up to ``max_new[row]`` tokens per row; returns token lists (EOS kept) and timing meta.
 
         A row leaves the batch (and the state) at EOS or at its own budget, so requests with
-        different ``max_new_tokens`` share the loop and finished rows cost nothing.
+        different ``max_new_tokens`` share the loop and finished rows cost nothing. The first
+        token is picked on the host from the prompt's logits; later ones in the step graph when
+        the backend offers it (``Backend.fused_pick``), from the same uniforms, so the same tokens.
         """
         total = len(prompt)
         owner = np.repeat(np.arange(len(requests)), [r.total for r in requests])  # request index per row
+        controls = {k: np.repeat([r.controls[k] for r in requests], [r.total for r in requests]).astype(dtype)
+                    for k, dtype in (("temperature", np.float64), ("top_k", np.int64), ("top_p", np.float64))}
         generated: list[list[int]] = [[] for _ in range(total)]
         active = np.arange(total)
         start = time.perf_counter()
@@ -93,7 +101,8 @@ class AutoregressiveSampler(Sampler):
         ttft, inter, last = 0.0, [], start
         for step in range(int(max_new.max())):
             banned = [PAD, BOS] if (step or allow_eos_first) else [PAD, BOS, EOS]  # no empty names
-            tokens = self._pick_rows(logits, active, owner, requests, banned)
+            if logits is not None:
+                tokens = self._pick_rows(logits, active, owner, requests, banned)
             for row, tok in zip(active, tokens):
                 generated[row].append(int(tok))
             now = time.perf_counter()
@@ -105,25 +114,39 @@ class AutoregressiveSampler(Sampler):
             keep = (tokens != EOS) & (max_new[active] > step + 1)
             if not keep.any():
                 break
-            active, logits = active[keep], stepper.next(tokens[keep], keep)
+            active = active[keep]
+            live = {k: v[active] for k, v in controls.items()}
+            if stepper.fuse_pick(mode_for(**live, vocab=len(self.vocab))):
+                mask = np.zeros(len(self.vocab), dtype=bool)
+                mask[[PAD, BOS]] = True  # the banned tokens of every step after the first
+                feeds = {"pick_u": self._uniforms(active, owner, requests), "pick_banned": mask,
+                         **{f"pick_{k}": v for k, v in live.items()}}
+                logits, tokens = None, stepper.next_token(tokens[keep], keep, feeds)
+            else:
+                logits = stepper.next(tokens[keep], keep)
         return generated, {"tokens": sum(len(g) for g in generated), "ttft_s": ttft, "inter_token_s": inter,
                            "seconds": time.perf_counter() - start}
 
     @staticmethod
-    def _pick_rows(logits: np.ndarray, active: np.ndarray, owner: np.ndarray, requests: list[Request],
-                   banned: list[int]) -> np.ndarray:
-        """Tokens for the live rows, each request with its own controls and its own uniforms.
-
-        Each request still alive draws one uniform per sequence per step, live or not, exactly
-        as it would alone, so its text does not depend on its batch mates.
-        """
-        tokens = np.empty(len(active), dtype=np.int64)
+    def _uniforms(active: np.ndarray, owner: np.ndarray, requests: list[Request]) -> np.ndarray:
+        """One uniform per live row. Each request still alive draws one per sequence per step,
+        live or not, exactly as it would alone, so its text does not depend on its batch mates."""
+        u = np.empty(len(active))
         for i in np.unique(owner[active]):
-            r = requests[i]
             mine = owner[active] == i
             first = int(np.searchsorted(owner, i))  # the request's first row in the batch
-            u = r.rng.random(r.total)[active[mine] - first]
-            tokens[mine] = pick(logits[mine], u, r.controls, banned)
+            u[mine] = requests[i].rng.random(requests[i].total)[active[mine] - first]
+        return u
+
+    @classmethod
+    def _pick_rows(cls, logits: np.ndarray, active: np.ndarray, owner: np.ndarray, requests: list[Request],
+                   banned: list[int]) -> np.ndarray:
+        """Tokens for the live rows on the host, each request with its own controls and uniforms."""
+        u = cls._uniforms(active, owner, requests)
+        tokens = np.empty(len(active), dtype=np.int64)
+        for i in np.unique(owner[active]):
+            mine = owner[active] == i
+            tokens[mine] = pick(logits[mine], u[mine], requests[i].controls, banned)
         return tokens
 
     def package(self, rows: ConditionRows, n: int, prefix: str, prefix_ids: list[int], generated: list[list[int]],
@@ -182,6 +205,11 @@ class RecurrentStepper:
         self.state: dict = {}
         self.conds: dict = {}
 
+    def fuse_pick(self, mode: str) -> bool:
+        """Ask the backend for the step graph with the ``mode`` token pick inside (``graph_pick``)."""
+        self.fused = self.backend.fused_pick(self.graph, self.logits, mode)
+        return self.fused is not None
+
     def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
         put = self.backend.put
         self.conds = {k: put(v) for k, v in conds.items()}
@@ -192,17 +220,25 @@ class RecurrentStepper:
         return logits
 
     def next(self, tokens: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        """Drop the finished rows (``keep`` false) from the state, then one step on ``tokens``."""
+        """Drop the finished rows (``keep`` false) from the state, then one step on ``tokens``: logits."""
+        self._drop(keep)
+        return self._run(tokens)
+
+    def next_token(self, tokens: np.ndarray, keep: np.ndarray, pick: dict[str, np.ndarray]) -> np.ndarray:
+        """As ``next``, on the fused graph: the ``pick_*`` feeds in, the picked tokens out."""
+        self._drop(keep)
+        return self._run(tokens, pick)
+
+    def _drop(self, keep: np.ndarray) -> None:
         take = self.backend.take_rows
         self.state = {k: take(v, self.spec.input(k).shape.index("batch"), keep) for k, v in self.state.items()}
         self.conds = {k: take(v, 0, keep) for k, v in self.conds.items()}
-        return self._run(tokens)
 
-    def _run(self, tokens: np.ndarray) -> np.ndarray:
-        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds}
-        out = self.backend.run_values(self.graph, feeds)
+    def _run(self, tokens: np.ndarray, pick: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds, **(pick or {})}
+        out = self.backend.run_values(self.fused if pick else self.graph, feeds)
         self.state = {inp: out[o] for o, inp in self.back.items()}
-        return self.backend.get(out[self.logits])
+        return self.backend.get(out[TOKEN if pick else self.logits])
 
 
 class KVCacheStepper(RecurrentStepper):
@@ -241,13 +277,21 @@ class RecomputeStepper(RecurrentStepper):
         return self._call()
 
     def next(self, tokens: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        self.seq = np.concatenate([self.seq[keep], tokens[:, None]], axis=1)  # (live rows, T + 1)
-        self.conds = {k: self.backend.take_rows(v, 0, keep) for k, v in self.conds.items()}
+        self._append(tokens, keep)
         return self._call()
 
-    def _call(self) -> np.ndarray:
-        out = self.backend.run_values(self.graph, {self.token: np.ascontiguousarray(self.seq), **self.conds})
-        return self.backend.get(out[self.logits])
+    def next_token(self, tokens: np.ndarray, keep: np.ndarray, pick: dict[str, np.ndarray]) -> np.ndarray:
+        self._append(tokens, keep)
+        return self._call(pick)
+
+    def _append(self, tokens: np.ndarray, keep: np.ndarray) -> None:
+        self.seq = np.concatenate([self.seq[keep], tokens[:, None]], axis=1)  # (live rows, T + 1)
+        self.conds = {k: self.backend.take_rows(v, 0, keep) for k, v in self.conds.items()}
+
+    def _call(self, pick: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        feeds = {self.token: np.ascontiguousarray(self.seq), **self.conds, **(pick or {})}
+        out = self.backend.run_values(self.fused if pick else self.graph, feeds)
+        return self.backend.get(out[TOKEN if pick else self.logits])
 
 
 STEPPERS = {"recurrent": RecurrentStepper, "kv_cache": KVCacheStepper, "recompute": RecomputeStepper}
