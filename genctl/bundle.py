@@ -128,3 +128,12 @@ def _read_manifest(path: Path) -> dict:
         raise BundleError(f"Bundle manifest '{mpath}'", got=f"schema_version {version}",
                           expected=f"<= {SCHEMA_VERSION} (this genctl)", fix="upgrade genctl to read this bundle")
     return manifest
+
+
+def unreadable_graph(path: Path, exc: Exception) -> BundleError:
+    """A graph file whose hash matches its manifest but which is no ONNX graph (a manifest edited
+    to fit a replaced file): one line, instead of the runtime's parser trace."""
+    text = " ".join(str(exc).split())
+    detail = text.rsplit("failed:", 1)[-1].strip()[:120] if text else type(exc).__name__  # ORT repeats the path first
+    return BundleError(f"Graph file '{path}'", got=f"a file that does not load as an ONNX graph ({detail})",
+                       expected="the ONNX graph genctl exported", fix="re-export the bundle with 'genctl export'")

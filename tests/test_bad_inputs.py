@@ -5,6 +5,7 @@ Each row runs one command as a user would (typer's CliRunner) and must end in on
 bundle must still load and give the same samples as before the battery (same seed): a bad input
 never changes what is on disk. Rows that tamper with or truncate a bundle do it on a copy.
 """
+import hashlib
 import json
 import os
 import resource
@@ -79,6 +80,25 @@ def _newer(m):
     m["schema_version"] = 99
 
 
+def _garbage_rehashed(graph):
+    """Replace a graph with garbage and fix its manifest hash to match: only loading can tell."""
+    def tamper(copy: Path) -> None:
+        manifest = json.loads((copy / "manifest.json").read_text())
+        path = copy / manifest["graphs"][graph]["file"]
+        path.write_bytes(b"not an onnx graph " * 8)
+        manifest["graphs"][graph]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+    return tamper
+
+
+def _images(fill):
+    """A .npy of two images of the bundle's shape, written into the bundle copy (the test's tmp stays as listed)."""
+    def tamper(copy: Path) -> None:
+        shape = json.loads((copy / "manifest.json").read_text())["info"]["output"]["shape"]
+        np.save(copy / "from.npy", fill(np.zeros((2, *shape), dtype=np.float32)))
+    return tamper
+
+
 # (id, command line with {bundle} {ckpt} {tmp} placeholders, fragments of the one error line, tamper of a bundle copy)
 ROWS = [
     # generate
@@ -101,10 +121,17 @@ ROWS = [
     ("gen-seed-huge", "generate {bundle} --seed 99999999999999999999999", ["--seed", "got 99999999999999999999999"], None),
     ("gen-from-label-alone", "generate {bundle} --from-label 3", ["--from-label", "--from IMAGE"], None),
     ("gen-from-missing", "generate {bundle} --from {tmp}/nope.png --from-label 1", ["no such file", "PNG/JPEG"], None),
+    ("gen-from-nan", "generate {bundle} --from {bundle}/from.npy --from-label 1 --out {tmp}/g.npy",
+     ["--from images", "NaN or infinite", "[-1, 1]"], _images(lambda a: a + np.nan)),
+    ("gen-from-0-255", "generate {bundle} --from {bundle}/from.npy --from-label 1 --out {tmp}/g.npy",
+     ["got pixels in [0, 127]", "expected pixels in [-1, 1]", "x / 127.5 - 1"], _images(lambda a: a + np.arange(a.size).reshape(a.shape) % 256)),
     ("gen-precision-unbuilt", "generate {bundle} --precision int8", ["Precision 'int8'", "no such variant", "genctl build"], None),
     ("gen-graph-tampered", "generate {bundle}", ["decode.onnx", "tampered or corrupted"], _append_byte("graphs/decode.onnx")),
     ("gen-graph-truncated", "generate {bundle}", ["encode.onnx", "tampered or corrupted"], _truncate("graphs/encode.onnx")),
     ("gen-weights-truncated", "generate {bundle} --backend torch", ["model.safetensors", "tampered or corrupted"], _truncate("source/model.safetensors")),
+    ("gen-graph-garbage-rehashed", "generate {bundle}", ["decode.onnx", "does not load as an ONNX graph", "re-export"], _garbage_rehashed("decode")),
+    ("build-graph-garbage-rehashed", "build {bundle} --target onnxruntime --precision int8", ["decode.onnx", "does not load as an ONNX graph"],
+     _garbage_rehashed("decode")),
     ("gen-manifest-escape", "generate {bundle}", ["'../../../etc/passwd'", "inside the bundle"], _set_graph_file("../../../etc/passwd")),
     ("gen-manifest-graphs-list", "generate {bundle}", ["Bundle manifest", "malformed field", "schema"], _edit_manifest(lambda m: m.__setitem__("graphs", []))),
     ("gen-manifest-absolute", "generate {bundle}", ["'/etc/passwd'", "inside the bundle"], _set_graph_file("/etc/passwd")),

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnx
+from google.protobuf.message import DecodeError
 
 from genctl.errors import GenctlError
 from genctl.logs import quiet
@@ -80,6 +81,12 @@ def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None
     ``provider`` is the execution provider an ``opt`` graph is optimised for (and may only run on).
     """
     start = time.perf_counter()
+    try:
+        onnx.load(str(src), load_external_data=False)  # a replaced file: one line, not the parser's trace
+    except DecodeError as exc:
+        from genctl.bundle import unreadable_graph
+
+        raise unreadable_graph(src, exc) from None
     if precision == "opt":
         info = _optimize(src, dst, provider)
     elif precision == "fp16":

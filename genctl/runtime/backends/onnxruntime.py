@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from genctl.bundle import Bundle
+from genctl.bundle import Bundle, unreadable_graph
 from genctl.errors import BackendUnavailable
 from genctl.runtime.backends.base import Backend, TorchValues
 from genctl.runtime.backends.bindings import SlotCache, shape_key
@@ -125,8 +125,13 @@ class OnnxRuntimeBackend(Backend):
         if self.cuda_graphs:
             options = [(p, {**o, "enable_cuda_graph": "1"}) if p == "CUDAExecutionProvider" else (p, o)
                        for p, o in (x if isinstance(x, tuple) else (x, {}) for x in options)]
-        return ort.InferenceSession(model if model is not None else str(self.bundle.graph_file(name, self.precision)),
-                                    sess_options=session_options(spin=self.spin), providers=options)
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
+
+        source = model if model is not None else str(self.bundle.graph_file(name, self.precision))
+        try:
+            return ort.InferenceSession(source, sess_options=session_options(spin=self.spin), providers=options)
+        except (InvalidProtobuf, InvalidGraph) as exc:
+            raise unreadable_graph(self.bundle.graph_file(name.split("+")[0], self.precision), exc) from None
 
     def fused_pick(self, graph: str, logits: str, mode: str) -> str | None:
         """``graph`` with the ``mode`` token pick appended (``samplers.graph_pick``), built once

@@ -6,6 +6,7 @@ label, then decode the latent with the requested condition.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,28 @@ class OneShotSampler(Sampler):
 
     def batch_key(self, request: Request):
         return None if request.inputs.get("images") is not None else ()
+
+    def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
+        """Images to re-condition are pixels in [-1, 1], as the model was trained on: NaN or 0..255
+        pixels would encode to garbage latents and decode to garbage without any error."""
+        images = inputs.get("images")
+        if images is None:
+            return
+        if not self.section.get("encoder"):
+            raise ConditionError(f"--from for family '{self.bundle.family}'", got="an image to re-condition",
+                                 expected="a family with an encoder graph (cvae)")
+        if isinstance(images, (str, os.PathLike)):
+            return  # the CLI's up-front check, before it reads the file
+        images = np.asarray(images)
+        if not np.issubdtype(images.dtype, np.number) or images.size == 0:
+            raise ConditionError("--from images", got=f"dtype {images.dtype}, {images.size} values", expected="float pixels in [-1, 1]")
+        if not np.isfinite(images).all():
+            raise ConditionError("--from images", got=f"{int((~np.isfinite(images)).sum())} NaN or infinite pixels",
+                                 expected="finite pixels in [-1, 1]")
+        low, high = float(images.min()), float(images.max())
+        if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
+            raise ConditionError("--from images", got=f"pixels in [{low:.4g}, {high:.4g}]", expected="pixels in [-1, 1]",
+                                 fix="scale 0..255 pixels with x / 127.5 - 1 (PNG files are scaled for you)")
 
     def _encode(self, backend: Backend, images: np.ndarray, labels: np.ndarray, rows: ConditionRows, n: int) -> np.ndarray:
         enc = self.section.get("encoder")
