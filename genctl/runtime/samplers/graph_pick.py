@@ -2,13 +2,14 @@
 
 Decoding one token costs a graph call plus a host round trip: the logits come back, numpy picks
 a token (``autoregressive.pick``: temperature, top-k, top-p, inverse CDF from one uniform), the
-token goes in again. On a GPU the round trip and the host pick cost more than the small step
-itself. Here the same pick is written as ONNX ops and appended to the step graph (``fuse``), so
-one call takes the step's inputs plus the host-drawn uniforms and controls and returns the token:
+token goes in again. On a GPU the round trip and the host pick can cost more than the small
+step itself (measured on an H100: text at batch 1 ran slower on the GPU than on its CPU cores).
+Here the same pick is written as ONNX ops and appended to the step graph (``fuse``), so one call
+takes the step's inputs plus the host-drawn uniforms and controls and returns the token:
 
     pick_u (B,) float64          the seeded uniform per row — the same draws as the host pick
     pick_temperature (B,) float64, pick_top_k (B,) int64, pick_top_p (B,) float64   per row
-    pick_banned (V,) bool        tokens never picked at this step (PAD, BOS; EOS first)
+    pick_banned (V,) bool        tokens never picked (PAD, BOS; the sampler picks the first token on the host)
     → pick_token (B,) int64
 
 The op sequence mirrors the numpy one step by step, in float64 like it (cast, mask, argmax when
