@@ -25,9 +25,11 @@ TensorRT has no float64 and keeps the host pick.
 """
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-import numpy as np
 
 from genctl.spec import GraphSpec, TensorSpec
 
@@ -103,11 +105,8 @@ def default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-_ONNX_TYPES = {"float64": TensorProto.DOUBLE, "int64": TensorProto.INT64, "bool": TensorProto.BOOL, "float32": TensorProto.FLOAT}
-
-
 def _value_info(t: TensorSpec) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(t.name, _ONNX_TYPES[t.dtype], t.shape)
+    return helper.make_tensor_value_info(t.name, helper.np_dtype_to_tensor_dtype(np.dtype(t.dtype)), t.shape)
 
 
 def _pick_nodes(logits: str, opset: int, mode: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -117,12 +116,12 @@ def _pick_nodes(logits: str, opset: int, mode: str) -> tuple[list[onnx.NodeProto
         ("neg_inf", -np.inf, np.float64), ("neg_inf_f32", -np.inf, np.float32), ("zero", 0.0, np.float64), ("one", 1.0, np.float64),
         ("i0", 0, np.int64), ("i1", 1, np.int64), ("ax0", [0], np.int64), ("ax1", [1], np.int64), ("ax_last", [-1], np.int64),
         ("big", [np.iinfo(np.int64).max], np.int64))]
-    count = iter(range(10_000))
+    count = itertools.count()
 
     def op(kind: str, *inputs: str, outputs: int = 1, **attrs) -> str | list[str]:
         i = next(count)
         names = [f"pick/{kind}_{i}" + (f"_{j}" if j else "") for j in range(outputs)]
-        nodes.append(helper.make_node(kind, [x for x in inputs], names, name=f"pick/{kind}_{i}", **attrs))
+        nodes.append(helper.make_node(kind, list(inputs), names, name=f"pick/{kind}_{i}", **attrs))
         return names[0] if outputs == 1 else names
 
     def reduce(kind: str, x: str, keepdims: int) -> str:  # along axis 1; ReduceMax takes axes as an input from opset 18
