@@ -67,6 +67,27 @@ def test_bench_json_records(cvae_bundle, tmp_path):
     assert [r["speedup_vs_torch"] for r in records if r["backend"] == "torch"] == [1.0, 1.0]
 
 
+def test_bench_ratios_divide_by_the_first_torch_and_torch_compile_entries():
+    """On a GPU box the baseline is torch+cuda (not a later torch+cpu row), and torch.compile's
+    ratio gets its own column: the issue's targets are stated against it."""
+    from genctl.bench.report import bench_table
+    from genctl.bench.runner import BenchResult, _speedups
+
+    def row(backend, batch, per_s, precision="fp32"):
+        return BenchResult(backend=backend, precision=precision, batch_size=batch, p50_ms=1.0, p90_ms=1.0, p99_ms=1.0,
+                           mean_ms=1.0, samples_per_s=per_s, speedup_vs_torch=None, overhead_pct=0.0, iters=1, runtime=backend)
+
+    rows = [row("torch+cuda", 1, 10.0), row("torch+cuda", 16, 100.0), row("torch-compile+cuda", 1, 40.0),
+            row("torch+cpu", 1, 5.0), row("onnxruntime", 1, 20.0), row("onnxruntime", 16, 300.0), row("onnxruntime", 1, 80.0, "fp16")]
+    _speedups(rows)
+    assert [r.speedup_vs_torch for r in rows] == [1.0, 1.0, 4.0, 0.5, 2.0, 3.0, 8.0]
+    assert [r.speedup_vs_compile for r in rows] == [0.25, None, 1.0, 0.125, 0.5, None, 2.0]
+    assert [c.header for c in bench_table(rows, "t").columns][-3:] == ["vs torch", "vs compile", "overhead"]
+    plain = [row("torch", 1, 10.0), row("onnxruntime", 1, 20.0)]
+    _speedups(plain)
+    assert [r.speedup_vs_compile for r in plain] == [None, None] and "vs compile" not in [c.header for c in bench_table(plain, "t").columns]
+
+
 def test_bench_puts_backend_options_side_by_side(cvae_bundle, tmp_path):
     res = invoke("bench", cvae_bundle, "--backends", "onnxruntime,onnxruntime+iobinding,onnxruntime+cpu", "--batch-sizes", "2",
                  "--iters", 2, "--warmup", 1, "--json", tmp_path / "b.json")
@@ -109,6 +130,24 @@ def test_eval_reports_accuracy_next_to_the_evaluator(cvae_bundle, tmp_path):
 def test_doctor_lists_providers():
     res = invoke("doctor")
     assert res.exit_code == 0 and "CPUExecutionProvider" in res.output
+
+
+def _dist(site, name):
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+
+
+def test_doctor_tells_a_conflict_from_a_shadowing(tmp_path):
+    from genctl.cli.doctor import onnxruntime_pair
+
+    one, cpu, gpu = tmp_path / "one", tmp_path / "cpu", tmp_path / "gpu"
+    for site, name in [(one, "onnxruntime"), (one, "onnxruntime-gpu"), (cpu, "onnxruntime"), (gpu, "onnxruntime-gpu")]:
+        _dist(site, name)
+    assert onnxruntime_pair([str(cpu)]) is None
+    assert "CONFLICT" in onnxruntime_pair([str(one)])[2]  # one overwrote the other's files
+    assert onnxruntime_pair([str(gpu), str(cpu)])[2] == "ok: onnxruntime-gpu is imported"  # the GPU machines' PYTHONPATH
+    assert "WARNING: the CPU-only build is imported" in onnxruntime_pair([str(cpu), str(gpu)])[2]
 
 
 def test_train_and_export_via_cli(tmp_path):

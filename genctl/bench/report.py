@@ -19,12 +19,18 @@ def bench_table(results: list[BenchResult], title: str) -> Table:
     for _, header, _ in extras:
         table.add_column(header, justify="right")
     table.add_column("vs torch", justify="right", style="bold")
+    compiled = any(r.speedup_vs_compile is not None for r in results)
+    if compiled:
+        table.add_column("vs compile", justify="right", style="bold")
     table.add_column("overhead", justify="right")
     for r in results:
         speed = "—" if r.speedup_vs_torch is None else f"{r.speedup_vs_torch:.2f}×"
         cells = [r.runtime, str(r.batch_size), f"{r.p50_ms:.3f}",
                  f"{r.p90_ms:.3f}", f"{r.p99_ms:.3f}", f"{r.samples_per_s:,.1f}"]
         cells += [fmt.format(r.extra[key]) if key in r.extra else "" for key, _, fmt in extras]
-        cells += [speed, f"{r.overhead_pct:.1f}%"]
+        cells.append(speed)
+        if compiled:
+            cells.append("—" if r.speedup_vs_compile is None else f"{r.speedup_vs_compile:.2f}×")
+        cells.append(f"{r.overhead_pct:.1f}%")
         table.add_row(*cells)
     return table

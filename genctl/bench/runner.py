@@ -2,8 +2,9 @@
 
 Each configuration: a generator is opened (sessions built, ``torch.compile`` warmed), ``warmup``
 untimed calls, then ``iters`` timed calls with ``time.perf_counter``. Samples/s, tokens/s and
-per-step numbers come from the same calls; the speedup divides by torch eager's samples/s at the
-same batch size **in this run**. ``overhead_pct`` is the share of the call spent outside the
+per-step numbers come from the same calls; ``vs torch`` divides by torch eager's samples/s at the
+same batch size **in this run** (the first ``torch`` entry of ``--backends``: ``torch+cuda`` on a GPU
+box, so a GPU is compared with a GPU), and ``vs compile`` by ``torch-compile``'s where one ran. ``overhead_pct`` is the share of the call spent outside the
 backend's own ``run`` (sampler, feeds, copies), for the "runtime overhead" question.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ class BenchResult:
     overhead_pct: float
     iters: int
     runtime: str  # e.g. onnxruntime[CPU]
+    speedup_vs_compile: float | None = None  # vs the first torch-compile entry (reduce-overhead on CUDA)
     extra: dict[str, float] = field(default_factory=dict)  # per_step_ms, steps_per_s, tokens_per_s, ttft_ms, itl_*
 
     def to_json(self) -> dict:
@@ -163,8 +165,16 @@ def check_bench(bundle: Bundle, batch_sizes: list[int], *, warmup: int, iters: i
     check_seed(seed + iters + warmup)
 
 
+def _baseline(results: list[BenchResult], kind: str) -> dict[int, float]:
+    """Samples/s per batch size of the first ``kind`` entry (``torch``, ``torch+cuda``, ``torch-compile+cpu`` ...)."""
+    names = [r.backend for r in results if r.backend.split("+")[0] == kind and r.precision == "fp32"]
+    return {r.batch_size: r.samples_per_s for r in results if names and r.backend == names[0] and r.precision == "fp32"}
+
+
 def _speedups(results: list[BenchResult]) -> None:
-    base = {r.batch_size: r.samples_per_s for r in results if r.backend == "torch" and r.precision == "fp32"}
+    eager, compiled = _baseline(results, "torch"), _baseline(results, "torch-compile")
     for r in results:
-        if r.batch_size in base:
-            r.speedup_vs_torch = r.samples_per_s / base[r.batch_size]
+        if r.batch_size in eager:
+            r.speedup_vs_torch = r.samples_per_s / eager[r.batch_size]
+        if r.batch_size in compiled:
+            r.speedup_vs_compile = r.samples_per_s / compiled[r.batch_size]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import shutil
+import sys
 
 from rich.table import Table
 
@@ -25,8 +26,8 @@ def checks() -> list[tuple[str, str, str]]:
     for dist in ("torch", "onnx", "onnxscript", "onnxruntime-gpu", "onnxruntime"):
         v = _version(dist)
         rows.append((dist, v, "ok" if v != "not installed" else ("—" if dist != "torch" else "missing")))
-    if _version("onnxruntime-gpu") != "not installed" and _version("onnxruntime") != "not installed":
-        rows.append(("onnxruntime", "both onnxruntime and onnxruntime-gpu installed", "CONFLICT: uninstall one"))
+    if pair := onnxruntime_pair():
+        rows.append(pair)
     gpus = cuda_device_count()
     rows.append(("CUDA devices", str(gpus) + (f" ({'; '.join(gpu_names())})" if gpus else ""), "ok" if gpus else "none: CPU only"))
     trt = tensorrt_version()
@@ -43,6 +44,33 @@ def checks() -> list[tuple[str, str, str]]:
     cc = shutil.which("cc") or shutil.which("gcc")
     rows.append(("torch.compile (inductor)", f"C compiler: {cc or 'none'}", "usable" if cc else "not usable"))
     return rows
+
+
+def onnxruntime_pair(path: list[str] | None = None) -> tuple[str, str, str] | None:
+    """A row when both onnxruntime and onnxruntime-gpu are installed, else None.
+
+    In one directory they conflict: both own the ``onnxruntime`` package, so the second install
+    overwrote the first one's files. In two directories of ``sys.path`` (``path``) the first one
+    shadows the other and is what Python imports: the GPU machines put onnxruntime-gpu on PYTHONPATH
+    over their image's CPU build, which works.
+    """
+    path = sys.path if path is None else path
+    where: dict[str, str] = {}
+    for entry in path:
+        for dist in importlib.metadata.distributions(path=[entry]):
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+            if name in ("onnxruntime", "onnxruntime-gpu"):
+                where.setdefault(name, entry)
+    if len(where) < 2:
+        return None
+    cpu, gpu = where["onnxruntime"], where["onnxruntime-gpu"]
+    if cpu == gpu:
+        return ("onnxruntime", f"onnxruntime and onnxruntime-gpu both installed in {cpu or '.'}",
+                "CONFLICT: pip uninstall -y onnxruntime onnxruntime-gpu, then pip install onnxruntime-gpu")
+    if path.index(gpu) < path.index(cpu):
+        return ("onnxruntime", f"onnxruntime-gpu ({gpu}) shadows onnxruntime ({cpu or '.'})", "ok: onnxruntime-gpu is imported")
+    return ("onnxruntime", f"onnxruntime ({cpu or '.'}) shadows onnxruntime-gpu ({gpu})",
+            "WARNING: the CPU-only build is imported; pip uninstall -y onnxruntime")
 
 
 def _tensorrt_rtx() -> tuple[str, str, str]:
