@@ -56,12 +56,12 @@ bench() {  # bench NAME BUNDLE ARGS...: one genctl bench run, its command line k
 
 ckpt() {  # ckpt FAMILY DATASET: the recipe architecture, 1 epoch (timings depend on the architecture only)
   local ck=runs/gpu-1ep/$1-$2 bd=$bundles/$1-$2
-  mkdir -p runs/gpu-1ep "$bundles" "$out"
+  mkdir -p runs/gpu-1ep "$bundles"
   [ -d "$ck" ] || genctl train "$1" --dataset "$2" --epochs 1 --out "$ck"
   [ -d "$bd" ] || genctl export "$ck" --out "$bd"
   if ! genctl inspect "$bd" --json | grep -q '"fp16"'; then
-    genctl build "$bd" --target onnxruntime --precision fp16 | tee -a "$out/build-fp16.txt" \
-      || echo "$1: fp16 variant refused by its gate (see above)" | tee -a "$out/build-fp16.txt"
+    genctl build "$bd" --target onnxruntime --precision fp16 | tee -a "$bundles/build-fp16.txt" \
+      || echo "$1: fp16 variant refused by its gate (see above)" | tee -a "$bundles/build-fp16.txt"
   fi
 }
 
