@@ -221,6 +221,32 @@ def test_gpu_onnxruntime_cuda_graphs_replay_the_step_and_match_cpu(cuda, gens):
             b = g.generate({"label": [2, 9]}, n=3, seed=seed, steps=20, guidance_scale=3.0)
             assert rel_l2(b.data, a.data) <= 1e-3
         assert g.backend.slots.count("step") == 1
+        assert not g.backend.uncaptured
+
+
+@pytest.mark.gpu
+def test_gpu_onnxruntime_graph_refusing_cuda_graphs_runs_without_them(cuda, gens):
+    """ORT refuses CUDA graphs for a graph with a Memcpy between CPU and GPU nodes (here a Where on
+    bool values, which has no CUDA kernel): the backend loads that graph without them and says so."""
+    from onnx import TensorProto, helper
+
+    from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    io = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [helper.make_node("Greater", ["a", "b"], ["m"]), helper.make_node("Where", ["m", "m", "c"], ["w"]),
+         helper.make_node("Cast", ["w"], ["y"], to=TensorProto.FLOAT)], "probe",
+        [io("a", TensorProto.FLOAT, [4]), io("b", TensorProto.FLOAT, [4]), io("c", TensorProto.BOOL, [4])],
+        [io("y", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    backend = OnnxRuntimeBackend(gens[1].bundle, cuda_graphs=True)
+    try:
+        session = backend._session("probe", model.SerializeToString())
+        assert "probe" in backend.uncaptured and backend.describe().endswith("+cudagraphs(not probe)")
+        feeds = {"a": np.array([0, 2, 0, 2], np.float32), "b": np.ones(4, np.float32), "c": np.array([1, 0, 0, 1], bool)}
+        assert session.run(None, feeds)[0].tolist() == [1.0, 1.0, 0.0, 1.0]
+    finally:
+        backend.close()
 
 
 @pytest.mark.gpu

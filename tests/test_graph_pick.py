@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from genctl.export import export_bundle
 from genctl.runtime.backends import open_backend
@@ -97,6 +97,19 @@ def test_fused_spec_and_refusals():
     assert fusable(identity_model(), SPEC, "logits") is None
     assert "opset 12" in fusable(identity_model(12), SPEC, "logits")
     assert "not a float32" in fusable(identity_model(), SPEC, "x")  # not an output of the graph
+    dynamic = GraphSpec("step", SPEC.inputs, [TensorSpec("logits", "float32", ["batch", "vocab"], "output")])
+    assert "no fixed vocabulary size" in fusable(identity_model(), dynamic, "logits")
+
+
+def test_pick_nodes_do_no_shape_arithmetic():
+    """The CUDA EP runs shape arithmetic on the CPU; a CPU value read by a GPU kernel inserts a Memcpy,
+    and a CUDA-graph session (+graphpick+cudagraphs) then refuses to load. The vocabulary size is a
+    constant instead, so no pick node reads a shape."""
+    for mode in MODES:
+        fused = fuse(identity_model(), SPEC, "logits", mode)
+        assert not [n.name for n in fused.graph.node if n.op_type in ("Shape", "Size")], mode
+        last = {i.name: numpy_helper.to_array(i) for i in fused.graph.initializer}.get("pick/v_last")
+        assert mode == "greedy" or last == V - 1, mode
 
 
 # ---------------------------------------------------------------------- in exported step graphs
@@ -166,3 +179,4 @@ def test_gpu_fused_pick_gives_the_same_tokens(cuda, bundle, backend):
         for controls in CONTROLS:
             want = t.generate({"locale": ["en_US", "de_DE"]}, n=3, seed=4, **controls).texts
             assert g.generate({"locale": ["en_US", "de_DE"]}, n=3, seed=4, **controls).texts == want, controls
+        assert not g.backend.uncaptured  # every fused pick loads with CUDA graphs: no CPU node, no Memcpy

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Container, Mapping
 
 import numpy as np
 
@@ -63,10 +63,12 @@ class Slot:
 class SlotCache:
     """Slots per graph, created when a graph is called twice in a row with the same input shapes."""
 
-    def __init__(self, run_options: Callable[[int | None], Any], cuda_graph_ids: bool = False):
+    def __init__(self, run_options: Callable[[int | None], Any], cuda_graph_ids: bool = False,
+                 uncaptured: Container[str] = ()):
+        """``uncaptured``: graphs whose session could not enable CUDA graphs (their slots get no id)."""
         self.slots: dict[str, collections.OrderedDict] = collections.defaultdict(collections.OrderedDict)
         self.last: dict[str, tuple] = {}
-        self.run_options, self.cuda_graph_ids = run_options, cuda_graph_ids
+        self.run_options, self.cuda_graph_ids, self.uncaptured = run_options, cuda_graph_ids, uncaptured
         self._ids = itertools.count(1)  # gpu_graph_id 0 is reserved by ORT; -1 means "do not capture"
 
     def get(self, graph: str, key: tuple) -> Slot | None:
@@ -81,7 +83,7 @@ class SlotCache:
         repeat, self.last[graph] = self.last.get(graph) == key, key
         if not repeat:
             return
-        graph_id = next(self._ids) if self.cuda_graph_ids else None
+        graph_id = next(self._ids) if self.cuda_graph_ids and graph not in self.uncaptured else None
         self.slots[graph][key] = Slot(session, spec, feeds, outputs, device, device_id, self.run_options(graph_id))
         if len(self.slots[graph]) > MAX_SLOTS_PER_GRAPH:
             self.slots[graph].popitem(last=False)

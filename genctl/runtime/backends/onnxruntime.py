@@ -108,30 +108,40 @@ class OnnxRuntimeBackend(Backend):
                                      expected="an NVIDIA GPU and onnxruntime-gpu", fix="use 'onnxruntime' (no CUDA graphs)")
         self.cuda_graphs, self.spin, self.graph_pick = cuda_graphs, spin, graph_pick
         self.unfused: dict[str, str] = {}  # step graphs the pick could not be appended to, and why
+        self.uncaptured: dict[str, str] = {}  # graphs whose session refused CUDA graphs (+cudagraphs), and why
         self.sessions = {name: self._session(name) for name in bundle.graphs}
         on_gpu = self.sessions[next(iter(self.sessions))].get_providers()[0] != "CPUExecutionProvider"
         if cuda_graphs or (on_gpu if io_binding is None else io_binding):
             self.values = TorchValues("cuda" if on_gpu else "cpu")
             self.bindings = {name: sess.io_binding() for name, sess in self.sessions.items()}
-            self.slots = SlotCache(self._run_options, cuda_graph_ids=cuda_graphs)
+            self.slots = SlotCache(self._run_options, cuda_graph_ids=cuda_graphs, uncaptured=self.uncaptured)
         self._plain_options = self._run_options(None)
 
     def _session(self, name: str, model: bytes | None = None):
         """One session on the bundle's graph ``name`` (or on ``model``); with CUDA graphs the CUDA
         EP captures (``enable_cuda_graph``), and only the calls that name a ``gpu_graph_id`` (bound
-        slots) are captured or replayed."""
+        slots) are captured or replayed.
+
+        ORT refuses CUDA graphs for a graph with control-flow nodes or with a Memcpy between CPU
+        and GPU nodes (a kernel missing on CUDA). As for TensorRT's captures, that graph then runs
+        without them and the run goes on; ``uncaptured`` keeps why, and ``describe`` names it."""
         ort = import_ort()
         options = provider_options(self.bundle, self.providers, self.precision)
-        if self.cuda_graphs:
+        if self.cuda_graphs and name not in self.uncaptured:
             options = [(p, {**o, "enable_cuda_graph": "1"}) if p == "CUDAExecutionProvider" else (p, o)
                        for p, o in (x if isinstance(x, tuple) else (x, {}) for x in options)]
-        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, InvalidProtobuf
+        from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
         source = model if model is not None else str(self.bundle.graph_file(name, self.precision))
         try:
             return ort.InferenceSession(source, sess_options=session_options(spin=self.spin), providers=options)
         except (InvalidProtobuf, InvalidGraph) as exc:
             raise unreadable_graph(self.bundle.graph_file(name.split("+")[0], self.precision), exc) from None
+        except Fail as exc:
+            if not self.cuda_graphs or name in self.uncaptured or "graph capture" not in str(exc):
+                raise
+            self.uncaptured[name] = str(exc).split("as requested by the user", 1)[-1].strip(" .")
+            return self._session(name, model)
 
     def fused_pick(self, graph: str, logits: str, mode: str) -> str | None:
         """``graph`` with the ``mode`` token pick appended (``samplers.graph_pick``), built once
@@ -217,7 +227,8 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> str:
         short = [p.replace("ExecutionProvider", "") for p in self.sessions[next(iter(self.sessions))].get_providers()]
-        return (f"onnxruntime[{','.join(short)}]" + ("+iobinding" if self.values else "") + ("+cudagraphs" if self.cuda_graphs else "")
+        captured = "" if not self.cuda_graphs else "+cudagraphs" + (f"(not {','.join(sorted(self.uncaptured))})" if self.uncaptured else "")
+        return (f"onnxruntime[{','.join(short)}]" + ("+iobinding" if self.values else "") + captured
                 + ("+graphpick" if self.graph_pick else "")
                 + ("" if self.precision == "fp32" else f" {self.precision}"))
 

@@ -67,6 +67,8 @@ def fusable(model: onnx.ModelProto, spec: GraphSpec, logits: str) -> str | None:
     out = next((t for t in spec.outputs if t.name == logits), None)
     if out is None or len(out.shape) != 2 or out.dtype != "float32":
         return f"logits output '{logits}' is not a float32 (batch, vocab) tensor"
+    if not isinstance(out.shape[1], int):
+        return f"logits output '{logits}' has no fixed vocabulary size (got {out.shape[1]!r})"
     if any(t.name.startswith("pick_") for t in spec.inputs + spec.outputs):
         return "the graph already has pick_* names"
     return None
@@ -88,7 +90,8 @@ def fuse(model: onnx.ModelProto, spec: GraphSpec, logits: str, mode: str = "full
     fused = onnx.ModelProto()
     fused.CopyFrom(model)
     g = fused.graph
-    nodes, consts = _pick_nodes(logits, default_opset(model), mode)
+    vocab = next(t for t in spec.outputs if t.name == logits).shape[1]
+    nodes, consts = _pick_nodes(logits, default_opset(model), mode, vocab)
     g.node.extend(nodes)
     read = {x for n in nodes for x in n.input}
     g.initializer.extend(c for c in consts if c.name in read)
@@ -109,13 +112,20 @@ def _value_info(t: TensorSpec) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(t.name, helper.np_dtype_to_tensor_dtype(np.dtype(t.dtype)), t.shape)
 
 
-def _pick_nodes(logits: str, opset: int, mode: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """The nodes of ``autoregressive.pick`` (see the module doc) for one ``MODES`` entry, names under ``pick/``."""
+def _pick_nodes(logits: str, opset: int, mode: str, vocab: int) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """The nodes of ``autoregressive.pick`` (see the module doc) for one ``MODES`` entry, names under ``pick/``.
+
+    The vocabulary size is a constant, not ``Shape`` of the logits: ORT's CUDA EP runs shape
+    arithmetic on the CPU, and a CPU value read by a GPU kernel (``Min`` with ``V - 1``) inserts a
+    Memcpy node, which makes a CUDA-graph session (``+graphpick+cudagraphs``) fail to load
+    ("all compute graph nodes have not been partitioned to the CUDAExecutionProvider").
+    """
     nodes: list[onnx.NodeProto] = []
     consts = [numpy_helper.from_array(np.array(v, dtype=d), f"pick/{n}") for n, v, d in (
         ("neg_inf", -np.inf, np.float64), ("neg_inf_f32", -np.inf, np.float32), ("zero", 0.0, np.float64), ("one", 1.0, np.float64),
         ("i0", 0, np.int64), ("i1", 1, np.int64), ("ax0", [0], np.int64), ("ax1", [1], np.int64), ("ax_last", [-1], np.int64),
-        ("big", [np.iinfo(np.int64).max], np.int64))]
+        ("big", [np.iinfo(np.int64).max], np.int64), ("vocab", [vocab], np.int64), ("v", vocab, np.int64),
+        ("v_last", vocab - 1, np.int64))]
     count = itertools.count()
 
     def op(kind: str, *inputs: str, outputs: int = 1, **attrs) -> str | list[str]:
@@ -139,20 +149,18 @@ def _pick_nodes(logits: str, opset: int, mode: str) -> tuple[list[onnx.NodeProto
     is_greedy = op("Equal", "pick_temperature", C + "zero")
     temperature = op("Unsqueeze", op("Where", is_greedy, C + "one", "pick_temperature"), C + "ax1")
     z = op("Div", z, temperature)
-    vocab = op("Slice", op("Shape", z), C + "ax1", op("Add", C + "ax1", C + "ax1"))            # (1,) = V
-    v_scalar = op("Squeeze", vocab, C + "ax0")                                                   # () = V
     if mode == "full":  # top-k: the k-th largest value per row (TopK breaks ties by lower index: numpy's sort order)
-        ranked = op("TopK", z, vocab, outputs=2, axis=1, largest=1, sorted=1)[0]
-        k_index = op("Min", op("Max", op("Sub", "pick_top_k", C + "i1"), C + "i0"), op("Sub", v_scalar, C + "i1"))
+        ranked = op("TopK", z, C + "vocab", outputs=2, axis=1, largest=1, sorted=1)[0]
+        k_index = op("Min", op("Max", op("Sub", "pick_top_k", C + "i1"), C + "i0"), C + "v_last")
         kth = op("GatherElements", ranked, op("Unsqueeze", k_index, C + "ax1"), axis=1)          # (B, 1)
-        use_k = op("And", op("Greater", "pick_top_k", C + "i0"), op("Less", "pick_top_k", v_scalar))
+        use_k = op("And", op("Greater", "pick_top_k", C + "i0"), op("Less", "pick_top_k", C + "v"))
         keep_k = op("Or", op("GreaterOrEqual", z, kth), op("Not", op("Unsqueeze", use_k, C + "ax1")))
         z = op("Where", keep_k, z, C + "neg_inf")
     # softmax, as numpy: exp(z - max) / sum
     e = op("Exp", op("Sub", z, reduce("ReduceMax", z, 1)))
     p = op("Div", e, reduce("ReduceSum", e, 1))
     if mode == "full":  # nucleus: keep a token while the mass before it (descending, stable) is below top_p
-        sorted_p, order = op("TopK", p, vocab, outputs=2, axis=1, largest=1, sorted=1)
+        sorted_p, order = op("TopK", p, C + "vocab", outputs=2, axis=1, largest=1, sorted=1)
         cum = op("CumSum", sorted_p, C + "i1")
         keep_sorted = op("Cast", op("Less", op("Sub", cum, sorted_p), op("Unsqueeze", "pick_top_p", C + "ax1")), to=TensorProto.DOUBLE)
         keep_p = op("Greater", op("ScatterElements", op("Mul", p, C + "zero"), order, keep_sorted, axis=1), C + "zero")
@@ -162,7 +170,7 @@ def _pick_nodes(logits: str, opset: int, mode: str) -> tuple[list[onnx.NodeProto
     cdf = op("CumSum", p, C + "i1")
     total = op("Slice", cdf, C + "ax_last", C + "big", C + "ax1")                                # (B, 1)
     below = op("Less", cdf, op("Mul", op("Unsqueeze", "pick_u", C + "ax1"), total))
-    index = op("Min", reduce("ReduceSum", op("Cast", below, to=TensorProto.INT64), 0), op("Sub", v_scalar, C + "i1"))
+    index = op("Min", reduce("ReduceSum", op("Cast", below, to=TensorProto.INT64), 0), C + "v_last")
     nodes.append(helper.make_node("Where", [is_greedy, greedy, index], [TOKEN], name="pick/token"))
     return nodes, consts
 
