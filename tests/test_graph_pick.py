@@ -179,4 +179,8 @@ def test_gpu_fused_pick_gives_the_same_tokens(cuda, bundle, backend):
         for controls in CONTROLS:
             want = t.generate({"locale": ["en_US", "de_DE"]}, n=3, seed=4, **controls).texts
             assert g.generate({"locale": ["en_US", "de_DE"]}, n=3, seed=4, **controls).texts == want, controls
-        assert not g.backend.uncaptured  # every fused pick loads with CUDA graphs: no CPU node, no Memcpy
+        # the pick adds no CPU node: a fused graph is refused CUDA graphs only where its step graph is
+        # (the chartransformer's decode reads its past length through Shape into a position Gather)
+        refused = g.backend.uncaptured
+        assert all(name.split("+")[0] in refused for name in refused), refused
+        assert bundle.family != "charrnn" or "+cudagraphs" not in backend or not refused, refused
