@@ -27,11 +27,15 @@ out=${RESULTS:-bench/results/gpu}
 bundles=${BUNDLES:-bundles/gpu-1ep}
 PY=${PYTHON:-python3}
 # The GPU image has no network and genctl is not pip-installed there: the source checkout is the package.
-for site in /tmp/site /tmp/ortsite; do
-  [ -d "$site" ] && case ":${PYTHONPATH:-}:" in *":$site:"*) ;; *) PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" ;; esac
-done
-case ":${PYTHONPATH:-}:" in *":$PWD:"*) ;; *) PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" ;; esac
-export PYTHONPATH
+paths() {  # /tmp/ortsite (onnxruntime-gpu) before the image's onnxruntime, then /tmp/site's wheels, then the checkout
+  local site
+  for site in /tmp/site /tmp/ortsite; do
+    if [ -d "$site" ]; then case ":${PYTHONPATH:-}:" in *":$site:"*) ;; *) PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" ;; esac; fi
+  done
+  case ":${PYTHONPATH:-}:" in *":$PWD:"*) ;; *) PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD" ;; esac
+  export PYTHONPATH
+}
+paths
 genctl() { "$PY" -m genctl "$@"; }
 
 header() {  # what ran where, once per part
@@ -86,6 +90,8 @@ part() {
     install)
       if [ -d /tmp/ortsite/onnxruntime ]; then echo "onnxruntime-gpu already unpacked in /tmp/ortsite"
       else bash .device-stage/tools/install-ort-gpu.sh; fi
+      paths  # the parts after install in this call import what it unpacked
+      echo "PYTHONPATH=$PYTHONPATH"
       genctl doctor ;;
     prepare)
       for fam in cvae cgan cflow diffusion; do ckpt "$fam" mnist; done
