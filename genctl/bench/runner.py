@@ -4,8 +4,9 @@ Each configuration: a generator is opened (sessions built, ``torch.compile`` war
 untimed calls, then ``iters`` timed calls with ``time.perf_counter``. Samples/s, tokens/s and
 per-step numbers come from the same calls; ``vs torch`` divides by torch eager's samples/s at the
 same batch size **in this run** (the first ``torch`` entry of ``--backends``: ``torch+cuda`` on a GPU
-box, so a GPU is compared with a GPU), and ``vs compile`` by ``torch-compile``'s where one ran. ``overhead_pct`` is the share of the call spent outside the
-backend's own ``run`` (sampler, feeds, copies), for the "runtime overhead" question.
+box, so a GPU is compared with a GPU), and ``vs compile`` by ``torch-compile``'s where one ran.
+``overhead_pct`` is the share of the call spent outside the backend's own ``run`` (sampler, feeds,
+copies), for the "runtime overhead" question.
 """
 from __future__ import annotations
 

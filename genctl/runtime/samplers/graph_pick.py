@@ -123,7 +123,7 @@ def _pick_nodes(logits: str, opset: int, mode: str, vocab: int) -> tuple[list[on
     nodes: list[onnx.NodeProto] = []
     consts = [numpy_helper.from_array(np.array(v, dtype=d), f"pick/{n}") for n, v, d in (
         ("neg_inf", -np.inf, np.float64), ("neg_inf_f32", -np.inf, np.float32), ("zero", 0.0, np.float64), ("one", 1.0, np.float64),
-        ("i0", 0, np.int64), ("i1", 1, np.int64), ("ax0", [0], np.int64), ("ax1", [1], np.int64), ("ax_last", [-1], np.int64),
+        ("i0", 0, np.int64), ("i1", 1, np.int64), ("ax1", [1], np.int64), ("ax_last", [-1], np.int64),
         ("big", [np.iinfo(np.int64).max], np.int64), ("vocab", [vocab], np.int64), ("v", vocab, np.int64),
         ("v_last", vocab - 1, np.int64))]
     count = itertools.count()
