@@ -49,6 +49,16 @@ def test_bench_plot_draws_one_series_per_backend_with_the_baseline_marked(cvae_b
     assert "test box" in fig._suptitle.get_text()
 
 
+def test_the_baseline_series_is_the_first_torch_entry_as_in_the_table():
+    """On a GPU box the bench lists torch+cuda first: that series is the baseline, not left out."""
+    rows = [{"backend": b, "precision": p, "batch_size": 1, "speedup_vs_torch": s}
+            for b, p, s in [("torch+cuda", "fp32", 1.0), ("torch-compile+cuda", "fp32", 3.0), ("torch+cpu", "fp32", 0.2),
+                            ("onnxruntime", "fp16", 4.0)]]
+    assert plots.baseline_label(rows) == "torch+cuda"
+    assert plots.speedups(rows) == {"torch-compile+cuda": (3.0, 3.0), "torch+cpu": (0.2, 0.2), "onnxruntime:fp16": (4.0, 4.0)}
+    assert plots.baseline_label(rows[1:2]) is None
+
+
 def test_text_results_are_plotted_as_tokens_per_second():
     records = json.loads((RESULTS / "charrnn.bench.json").read_text())
     fig = plots.bench_figure(records, title="charrnn", device="d")

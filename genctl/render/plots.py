@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 from genctl.errors import GenctlError
 from genctl.io import check_writable_parent
 
-BASELINE = ("torch", "fp32")
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
@@ -67,6 +66,13 @@ def series_label(record: Mapping[str, Any]) -> str:
     return record["backend"] + ("" if precision == "fp32" else f":{precision}")
 
 
+def baseline_label(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The series ``vs torch`` divides by, as in ``bench.runner``: the first fp32 ``torch`` entry
+    (``torch``, or ``torch+cuda`` on a GPU box)."""
+    return next((series_label(r) for r in records
+                 if r["backend"].split("+")[0] == "torch" and r.get("precision", "fp32") == "fp32"), None)
+
+
 def _series(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     out: dict[str, list] = {}
     for r in records:
@@ -88,8 +94,9 @@ def bench_figure(records: Sequence[Mapping[str, Any]], *, title: str, device: st
     plt = _pyplot()
     key, unit = throughput_key(records)
     fig, (ax_tp, ax_lat) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=100)
+    baseline = baseline_label(records)
     for i, (label, rows) in enumerate(_series(records).items()):
-        base = label == BASELINE[0]
+        base = label == baseline
         style = dict(color="black", linestyle="--", linewidth=2.2, marker="s") if base else \
             dict(color=COLORS[i % len(COLORS)], linewidth=1.8, marker="o")
         name = f"{label} (baseline)" if base else label
@@ -153,8 +160,9 @@ def speedups(records: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float | No
     """``{series: (speedup at the smallest batch, at the largest)}`` vs torch in the same run."""
     sizes = sorted({r["batch_size"] for r in records})
     out = {}
+    baseline = baseline_label(records)
     for label, rows in _series(records).items():
-        if label == BASELINE[0]:
+        if label == baseline:
             continue
         by = {r["batch_size"]: r.get("speedup_vs_torch") for r in rows}
         out[label] = (by.get(sizes[0]), by.get(sizes[-1]))
