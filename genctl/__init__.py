@@ -8,10 +8,9 @@ Public API::
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from genctl.conditions import Categorical, Continuous, Vector  # noqa: E402  (condition declarations)
+from genctl.conditions import Categorical, Continuous, Text, Vector  # noqa: E402  (condition declarations)
 from genctl.errors import BackendUnavailable, BundleError, ConditionError, GenctlError, ParityError  # noqa: E402
+from genctl.version import __version__  # noqa: E402
 
 
 def load(bundle, backend: str = "auto", precision: str = "fp32"):
@@ -21,12 +20,18 @@ def load(bundle, backend: str = "auto", precision: str = "fp32"):
     return Generator.load(bundle, backend=backend, precision=precision)
 
 
-def export_model(module, out, *, loop, conditions=(), factory=None, kwargs=None, evaluate_on=None, overwrite=False):
-    """Export your own conditional ``nn.Module`` to a bundle (see ``genctl.byo.export_model``)."""
-    from genctl.byo import export_model as _export_model
+def export_model(module, out, *, loop, conditions=(), factory=None, kwargs=None, evaluate_on=None, overwrite=False,
+                 text_encoder=None, tokenizer=None, text_encoder_factory=None, text_encoder_kwargs=None):
+    """Export your own conditional ``nn.Module`` to a bundle (see ``genctl.byo.export.export_model``).
+
+    With a ``genctl.Text`` condition the bundle also gets the text encoder: ``text_encoder=None`` is the
+    shipped all-MiniLM-L6-v2; your own needs ``tokenizer=`` (a tokenizer.json path).
+    """
+    from genctl.byo.export import export_model as _export_model
 
     return _export_model(module, out, loop=loop, conditions=conditions, factory=factory, kwargs=kwargs,
-                         evaluate_on=evaluate_on, overwrite=overwrite)
+                         evaluate_on=evaluate_on, overwrite=overwrite, text_encoder=text_encoder, tokenizer=tokenizer,
+                         text_encoder_factory=text_encoder_factory, text_encoder_kwargs=text_encoder_kwargs)
 
 
 def export(checkpoint, out, *, overwrite: bool = False):
@@ -37,4 +42,4 @@ def export(checkpoint, out, *, overwrite: bool = False):
 
 
 __all__ = ["BackendUnavailable", "BundleError", "Categorical", "ConditionError", "Continuous", "GenctlError", "ParityError",
-           "Vector", "export", "export_model", "load", "__version__"]
+           "Text", "Vector", "export", "export_model", "load", "__version__"]

@@ -5,6 +5,7 @@ BUNDLE/
   manifest.json            schema version, family, conditions, graphs (+sha256), sampler, provenance, parity
   graphs/<graph>.onnx      exported graphs (and optimised variants: graphs/<graph>.<variant>.onnx)
   source/                  config.json + model.safetensors: the torch reference backend's weights
+                           (+ files the family adds, e.g. the tokenizer.json of a text condition)
   engines/<cache-key>/     TensorRT engines (genctl build)
 ```
 
@@ -24,6 +25,9 @@ from genctl.spec import GraphSpec
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+# The graph variants a bundle can hold, one per ``--precision``: fp32 is the exported graphs, the
+# others are written by ``genctl build`` (which of them a backend runs: its ``precisions``).
+PRECISIONS = ("fp32", "opt", "fp16", "int8")
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Bundle:
                               expected=f"a manifest written by genctl (schema {SCHEMA_VERSION})") from None
         if verify:
             bundle.verify()
+        bundle.conditions.bind(path)  # kinds that read a file of the bundle (a text prompt's tokenizer)
         return bundle
 
     def verify(self) -> None:

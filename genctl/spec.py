@@ -13,6 +13,7 @@ import numpy as np
 
 from genctl.errors import GenctlError
 
+
 @functools.lru_cache(maxsize=None)
 def _dtype(name: str) -> np.dtype:
     return np.dtype(name)

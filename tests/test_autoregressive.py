@@ -7,11 +7,9 @@ import pytest
 import torch
 
 from genctl.errors import ConditionError
-from genctl.export import export_bundle
 from genctl.families import get_family
 from genctl.runtime.generator import Generator
 from genctl.runtime.samplers.autoregressive import nucleus, pick
-from genctl.training.train import train
 
 TINY = {"charrnn": {"embed_dim": 16, "hidden": 32, "layers": 2, "train_subset": 1500},
         "chartransformer": {"d_model": 32, "heads": 2, "layers": 2, "train_subset": 1500}}
@@ -20,12 +18,9 @@ FORBIDDEN_OPS = {"If", "Loop", "Scan", "ScatterND", "ScatterElements", "Sequence
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def bundle(request, tmp_path_factory):
-    """A 1-epoch tiny model of each family, exported (graph + loop parity checked)."""
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp(request.param)
-    train(request.param, "names", root / "ckpt", epochs=1, hparams=TINY[request.param])
-    return export_bundle(root / "ckpt", root / "bundle")
+def bundle(request, make_bundle):
+    """A 1-epoch tiny model of each family, exported (graph + loop parity checked); shared with test_graph_pick."""
+    return make_bundle(request.param, "names", epochs=1, **TINY[request.param]).bundle
 
 
 @pytest.fixture(scope="module")
@@ -163,14 +158,11 @@ def test_gpu_onnxruntime_keeps_the_state_on_the_device_with_identical_tokens(cud
 
 
 @pytest.mark.gpu
-def test_tensorrt_decoding_gives_the_same_tokens(tensorrt, bundle, gens, tmp_path):
+def test_tensorrt_decoding_gives_the_same_tokens(tensorrt, bundle, gens, copy_bundle):
     """fp32 engines, state on the GPU (CUDA graphs where the shapes repeat: the RNN step)."""
-    import shutil
+    from genctl.optimize.build import GateConfig, build
 
-    from genctl.optimize import GateConfig, build
-
-    path = tmp_path / "text"
-    shutil.copytree(bundle.path, path)
+    path = copy_bundle(bundle.path, "text")
     record = build(path, target="tensorrt", precision="fp32", batch="1:8:32", gate=GateConfig(control_n_per_class=0))
     assert record["status"] == "passed", record["gate"]["failures"]
     t, _ = gens
@@ -286,16 +278,13 @@ def test_evaluate_text_reports_control_accuracy_novelty_diversity(gens):
     assert sum(len(v) for v in report["examples"].values()) == 40
 
 
-def test_build_gate_checks_locale_control_accuracy(bundle, tmp_path):
-    import shutil
-
-    from genctl.optimize import GateConfig, build
-    from genctl.optimize.gate import control_samples
+def test_build_gate_checks_locale_control_accuracy(bundle, copy_bundle):
     from genctl.eval.text import evaluate_text
+    from genctl.optimize.build import GateConfig, build
+    from genctl.optimize.gate import control_samples
 
     assert control_samples(bundle, GateConfig()) == 100  # names per locale by default (images: 20 per class)
-    path = tmp_path / "names"
-    shutil.copytree(bundle.path, path)
+    path = copy_bundle(bundle.path, "names")
     record = build(path, precision="int8", gate=GateConfig(control_n_per_class=20), force=True)
     control = record["gate"]["control"]
     with Generator.load(path, backend="onnxruntime") as fp32:  # the same evaluation, done by hand

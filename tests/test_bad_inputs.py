@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import assert_one_line_error, invoke
 
 import genctl
 from genctl.errors import GenctlError
 from genctl.serve.app import handle_generate
-from test_cli import assert_one_line_error, invoke
 
 REFERENCE = ({"label": [0, 7]}, 3, 123)  # conditions, n, seed of the before/after comparison
 
@@ -189,12 +188,11 @@ def _command(line: str, bundle: Path, ckpt: Path, tmp: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("line, fragments, tamper", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_bad_input_fails_in_one_line(line, fragments, tamper, cvae_bundle, cvae_checkpoint, tmp_path, before):
+def test_bad_input_fails_in_one_line(line, fragments, tamper, cvae_bundle, cvae_checkpoint, tmp_path, before, copy_bundle):
     (tmp_path / "file").write_text("a file, not a folder")
     bundle = cvae_bundle
     if tamper is not None:  # never the shared bundle
-        bundle = tmp_path / "copy"
-        shutil.copytree(cvae_bundle, bundle)
+        bundle = copy_bundle(cvae_bundle, "copy")
         tamper(bundle)
     listing = sorted(p.name for p in tmp_path.iterdir())
     res = invoke(*_command(line, bundle, cvae_checkpoint, tmp_path))

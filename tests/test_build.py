@@ -16,29 +16,28 @@ import numpy as np
 import onnx
 import pytest
 
-from genctl.optimize import GateConfig, build, ort_variants
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError, GenctlError, ParityError
 from genctl.export import parity
+from genctl.optimize import ort_variants
+from genctl.optimize.build import build
+from genctl.optimize.gate import GateConfig
 
 FAST = GateConfig(control_n_per_class=0)  # the evaluator-based check has its own (slow) test
 
 
 @pytest.fixture(scope="module")
-def built(cvae_bundle, tmp_path_factory) -> Path:
+def built(cvae_bundle, copy_bundle) -> Path:
     """A bundle copy with the int8 and opt variants built once for this module."""
-    path = tmp_path_factory.mktemp("build") / "cvae"
-    shutil.copytree(cvae_bundle, path)
+    path = copy_bundle(cvae_bundle, "cvae")
     build(path, precision="int8", gate=FAST)
     build(path, precision="fp32", gate=FAST)  # onnxruntime fp32 = the offline-optimized "opt" graph
     return path
 
 
 @pytest.fixture()
-def fresh(cvae_bundle, tmp_path) -> Path:
-    path = tmp_path / "cvae"
-    shutil.copytree(cvae_bundle, path)
-    return path
+def fresh(cvae_bundle, copy_bundle) -> Path:
+    return copy_bundle(cvae_bundle, "cvae")
 
 
 def poison(graph: str, initializer: str):
@@ -79,18 +78,17 @@ def test_variants_recorded_in_manifest(built):
     assert not list((built / "graphs").glob(".*tmp*")), "temp files left behind"
 
 
-def test_opt_variant_records_its_provider_and_refuses_another(built, tmp_path):
+def test_opt_variant_records_its_provider_and_refuses_another(built, copy_bundle):
     """The offline-optimised graph is tied to the provider it was optimised with (CPU fusions fail
     on CUDA): the provider is recorded, and a mismatch is refused in one line with the rebuild."""
     from genctl.runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from genctl.runtime.devices import onnxruntime_providers
+    from genctl.runtime.devices import onnxruntime_providers, optimization_provider
 
-    here = ort_variants.optimization_provider(onnxruntime_providers()[1])
+    here = optimization_provider(onnxruntime_providers()[1])
     record = Bundle.load(built).manifest["variants"]["opt"]
     assert record["provider"] == here
     assert {p["provider"] for p in record["provenance"].values()} == {here}
-    copy = tmp_path / "other"
-    shutil.copytree(built, copy)
+    copy = copy_bundle(built, "other")
     bundle = Bundle.load(copy)
     other = "CPUExecutionProvider" if here != "CPUExecutionProvider" else "CUDAExecutionProvider"
     bundle.manifest["variants"]["opt"]["provider"] = other
@@ -131,7 +129,7 @@ def test_int8_generator_runs_close_to_fp32(built):
 
 
 def test_gate_refuses_nan_variant_and_writes_nothing(fresh, monkeypatch):
-    import genctl.optimize as build_mod
+    import genctl.optimize.build as build_mod
 
     manifest_before = (fresh / "manifest.json").read_bytes()
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
@@ -142,7 +140,7 @@ def test_gate_refuses_nan_variant_and_writes_nothing(fresh, monkeypatch):
 
 
 def test_force_keeps_failed_variant_marked(fresh, monkeypatch):
-    import genctl.optimize as build_mod
+    import genctl.optimize.build as build_mod
 
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
     record = build(fresh, precision="int8", gate=FAST, force=True)
@@ -156,7 +154,7 @@ def test_force_keeps_failed_variant_marked(fresh, monkeypatch):
 
 
 def test_keep_fp32_is_the_fix(fresh, monkeypatch):
-    import genctl.optimize as build_mod
+    import genctl.optimize.build as build_mod
 
     monkeypatch.setattr(build_mod, "build_variant", poison("decode", "deconv.2.bias"))
     record = build(fresh, precision="int8", gate=FAST, keep_fp32=["decode"])
@@ -196,13 +194,10 @@ def test_unknown_precision_and_target(built):
         build(built, precision="int8", keep_fp32=["decoder"])
 
 
-def test_tampered_graph_refused(fresh):
-    path = fresh / "graphs" / "decode.onnx"
-    data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
-    path.write_bytes(bytes(data))
+def test_tampered_graph_refused(cvae_bundle, tampered_copy):
+    tampered = tampered_copy(cvae_bundle, "decode")
     with pytest.raises(BundleError, match=r"decode\.onnx' \| got sha256 .* \(tampered or corrupted\)"):
-        build(fresh, precision="int8")
+        build(tampered, precision="int8")
 
 
 @pytest.mark.parametrize("batch, message", [

@@ -1,6 +1,5 @@
 """Bundle loading refuses what it cannot trust, with one-line messages; writes are atomic."""
 import json
-import shutil
 
 import pytest
 
@@ -10,10 +9,8 @@ from genctl.io import atomic_dir
 
 
 @pytest.fixture
-def bundle_copy(cvae_bundle, tmp_path):
-    dst = tmp_path / "b"
-    shutil.copytree(cvae_bundle, dst)
-    return dst
+def bundle_copy(cvae_bundle, copy_bundle):
+    return copy_bundle(cvae_bundle, "b")
 
 
 def test_manifest_describes_model_conditions_graphs_and_provenance(cvae_bundle):
@@ -50,13 +47,10 @@ def test_manifest_from_newer_schema(bundle_copy):
         Bundle.load(bundle_copy)
 
 
-def test_tampered_graph_fails_hash_check(bundle_copy):
-    path = bundle_copy / "graphs" / "decode.onnx"
-    data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
-    path.write_bytes(bytes(data))
+def test_tampered_graph_fails_hash_check(cvae_bundle, tampered_copy):
+    tampered = tampered_copy(cvae_bundle, "decode")
     with pytest.raises(BundleError, match=r"decode.onnx' \| got sha256 .* \| expected sha256 .*tampered or corrupted"):
-        Bundle.load(bundle_copy)
+        Bundle.load(tampered)
 
 
 def test_manifest_paths_cannot_leave_the_bundle(bundle_copy):

@@ -4,25 +4,21 @@ import pytest
 import torch
 
 import genctl
+from genctl.checkpoint import load_checkpoint
 from genctl.data import get_dataset
 from genctl.eval.likelihood import bits_per_dim
-from genctl.export import export_bundle
 from genctl.export.parity import scaled_error
 from genctl.families import get_family
 from genctl.families.cflow import unsqueeze
-from genctl.training.checkpoint import load_checkpoint
-from genctl.training.train import train
 
 TINY = {"scales": 1, "steps": 2, "hidden": 16, "label_dim": 4}
 
 
 @pytest.fixture(scope="module")
-def cflow_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cflow")
-    config = train("cflow", "digits", root / "ckpt", epochs=3, seed=0, hparams=TINY)
-    assert np.isfinite(config["train"]["test_bits_per_dim"])
-    export_bundle(root / "ckpt", root / "bundle")
-    return root / "bundle"
+def cflow_bundle(make_bundle):
+    trained = make_bundle("cflow", epochs=3, **TINY)
+    assert np.isfinite(trained.config["train"]["test_bits_per_dim"])
+    return trained.path
 
 
 @pytest.fixture(scope="module")

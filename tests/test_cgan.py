@@ -4,21 +4,17 @@ import pytest
 import torch
 
 import genctl
-from genctl.export import export_bundle
 from genctl.export.parity import scaled_error
 from genctl.families import get_family
-from genctl.training.train import train
 
 TINY = {"latent_dim": 8, "width": 8, "label_dim": 8}
 
 
 @pytest.fixture(scope="module")
-def cgan_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cgan")
-    config = train("cgan", "digits", root / "ckpt", epochs=2, seed=0, hparams=TINY)
-    assert config["train"]["seconds"] > 0 and np.isfinite(config["train"]["d_loss"])
-    export_bundle(root / "ckpt", root / "bundle")
-    return root / "bundle"
+def cgan_bundle(make_bundle):
+    trained = make_bundle("cgan", epochs=2, **TINY)
+    assert trained.config["train"]["seconds"] > 0 and np.isfinite(trained.config["train"]["d_loss"])
+    return trained.path
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +53,7 @@ def test_labels_and_seeds_change_the_samples(gens):
 
 def test_generator_matches_the_torch_module(gens, cgan_bundle):
     """The exported graph is the checkpoint's generator: rebuild it and compare one call."""
-    from genctl.training.checkpoint import load_checkpoint
+    from genctl.checkpoint import load_checkpoint
 
     config, state = load_checkpoint(cgan_bundle / "source")
     model = get_family("cgan").build_model(config)

@@ -1,7 +1,6 @@
 """The CLI as a user drives it: the happy path and one-line errors (no tracebacks) for bad input."""
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -178,19 +177,16 @@ def test_bad_count(cvae_bundle, n):
     assert_one_line_error(invoke("generate", cvae_bundle, "-n", n), f"got {n}", "expected a positive integer")
 
 
-def test_missing_and_corrupted_and_tampered_and_newer_bundles(cvae_bundle, tmp_path):
+def test_missing_and_corrupted_and_tampered_and_newer_bundles(cvae_bundle, tmp_path, copy_bundle):
     assert_one_line_error(invoke("generate", tmp_path / "nope"), "got no such directory")
-    bad = tmp_path / "bad"
-    shutil.copytree(cvae_bundle, bad)
+    bad = copy_bundle(cvae_bundle, "bad")
     (bad / "manifest.json").write_text("[]")
     assert_one_line_error(invoke("inspect", bad), "expected a JSON object")
-    shutil.rmtree(bad)
-    shutil.copytree(cvae_bundle, bad)
+    bad = copy_bundle(cvae_bundle, "bad")
     with open(bad / "graphs" / "encode.onnx", "ab") as f:
         f.write(b"x")
     assert_one_line_error(invoke("generate", bad), "encode.onnx", "tampered or corrupted")
-    shutil.rmtree(bad)
-    shutil.copytree(cvae_bundle, bad)
+    bad = copy_bundle(cvae_bundle, "bad")
     m = json.loads((bad / "manifest.json").read_text())
     m["schema_version"] = 2
     (bad / "manifest.json").write_text(json.dumps(m))

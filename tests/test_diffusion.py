@@ -3,35 +3,28 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from genctl.errors import BundleError, ConditionError, GenctlError
-from genctl.export.onnx import export_bundle
 from genctl.families import schedule
 from genctl.runtime.generator import Generator
 from genctl.runtime.samplers.diffusion import guidance_sweep
-from genctl.training.train import train
 
 T = 100  # tiny schedule so 50-step runs and "steps > T" are cheap
 TINY = {"width": 8, "groups": 4, "channel_mult": [1, 2], "timesteps": T}
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("diffusion")
-    train("diffusion", "digits", root / "ckpt", epochs=2, seed=0, hparams=TINY)
-    return export_bundle(root / "ckpt", root / "bundle")
+def bundle(make_bundle):
+    return make_bundle("diffusion", epochs=2, **TINY).bundle
 
 
 @pytest.fixture(scope="module")
-def no_dropout_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("diffusion_nodrop")
-    train("diffusion", "digits", root / "ckpt", epochs=1, seed=0, hparams={**TINY, "cfg_dropout": 0.0})
-    return export_bundle(root / "ckpt", root / "bundle")
+def no_dropout_bundle(make_bundle):
+    return make_bundle("diffusion", epochs=1, **TINY, cfg_dropout=0.0).bundle
 
 
 @pytest.fixture(scope="module")
@@ -251,14 +244,13 @@ def test_gpu_onnxruntime_graph_refusing_cuda_graphs_runs_without_them(cuda, gens
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 3e-2)])
-def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, tmp_path, precision, tolerance):
+def test_tensorrt_step_loop_with_cuda_graphs(tensorrt, bundle, gens, copy_bundle, precision, tolerance):
     """Engines for the fused step: x_t stays on the GPU, the step is captured once and replayed;
     captured and plain enqueues agree, and both match ONNX Runtime on CPU."""
-    from genctl.optimize import GateConfig, build
+    from genctl.optimize.build import GateConfig, build
     from genctl.runtime.backends.tensorrt import TensorRTBackend
 
-    path = tmp_path / "diffusion"
-    shutil.copytree(bundle.path, path)
+    path = copy_bundle(bundle.path, "diffusion")
     record = build(path, target="tensorrt", precision=precision, batch="1:8:16", gate=GateConfig(control_n_per_class=0))
     assert record["status"] == "passed", record["gate"]["failures"]
     _, cpu = gens
@@ -325,9 +317,8 @@ def test_guidance_on_a_model_trained_without_null_dropout_is_refused(no_dropout_
     (lambda s: s.update(betas=[b * 1.5 for b in s["betas"]]), r"got betas that differ from the 'linear' schedule"),
     (lambda s: s.update(betas=[]), r"got 0 betas \| expected info.schedule.betas"),
 ])
-def test_bundle_with_a_mismatched_schedule_is_refused(bundle, tmp_path, edit, match):
-    copy = tmp_path / "bundle"
-    shutil.copytree(bundle.path, copy)
+def test_bundle_with_a_mismatched_schedule_is_refused(bundle, copy_bundle, edit, match):
+    copy = copy_bundle(bundle.path)
     manifest = json.loads((copy / "manifest.json").read_text())
     edit(manifest["info"]["schedule"])
     (copy / "manifest.json").write_text(json.dumps(manifest))

@@ -9,16 +9,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from genctl.export import export_bundle
 from genctl.runtime.backends import open_backend
 from genctl.runtime.generator import Generator
 from genctl.runtime.samplers.autoregressive import pick
 from genctl.runtime.samplers.graph_pick import MODES, TOKEN, fusable, fuse, fused_spec, mode_for
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.training.train import train
 
 V = 61
 SPEC = GraphSpec("step", [TensorSpec("x", "float32", ["batch", V])], [TensorSpec("logits", "float32", ["batch", V], "output")])
@@ -115,11 +112,9 @@ def test_pick_nodes_do_no_shape_arithmetic():
 # ---------------------------------------------------------------------- in exported step graphs
 
 @pytest.fixture(scope="module", params=list(TINY))
-def bundle(request, tmp_path_factory):
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp(request.param)
-    train(request.param, "names", root / "ckpt", epochs=1, hparams=TINY[request.param])
-    return export_bundle(root / "ckpt", root / "bundle")
+def bundle(request, make_bundle):
+    """The same 1-epoch tiny models as test_autoregressive (one session bundle each)."""
+    return make_bundle(request.param, "names", epochs=1, **TINY[request.param]).bundle
 
 
 CONTROLS = [{"temperature": 0.0}, {}, {"temperature": 0.7, "top_k": 5}, {"temperature": 1.3, "top_p": 0.8, "prefix": "Ma"}]

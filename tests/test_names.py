@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from genctl.data import get_dataset
-from genctl.data.names import BOS, EOS, LOCALES, PAD, SPECIALS, check_text, decode, encode, locale_names
+from genctl.data.names import LOCALES, locale_names
 from genctl.errors import ConditionError
+from genctl.vocab import BOS, EOS, PAD, SPECIALS, check_text, decode, encode
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import time
 
 import numpy as np
 import pytest
 
-from genctl.optimize.cache import Platform, engine_key, folder_name, mismatch
-from genctl.optimize.profiles import DimRange, bundle_profiles, check_shapes, dim_ranges, parse_range
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError, GenctlError
 from genctl.spec import GraphSpec, TensorSpec
+from genctl.trt.cache import Platform, engine_key, folder_name, mismatch
+from genctl.trt.profiles import DimRange, bundle_profiles, check_shapes, dim_ranges, parse_range
 
 H100 = Platform(tensorrt="10.9.0", gpu="NVIDIA H100 80GB HBM3", compute_capability="9.0")
 
@@ -176,15 +175,13 @@ def need_gpu():
 
 
 @pytest.fixture()
-def gpu_bundle(cvae_bundle, tmp_path):
+def gpu_bundle(cvae_bundle, copy_bundle):
     need_gpu()
-    path = tmp_path / "cvae"
-    shutil.copytree(cvae_bundle, path)
-    return path
+    return copy_bundle(cvae_bundle, "cvae")
 
 
 def _no_control():
-    from genctl.optimize import GateConfig
+    from genctl.optimize.gate import GateConfig
 
     return GateConfig(control_n_per_class=0)
 
@@ -192,8 +189,8 @@ def _no_control():
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_build_parity_and_cache(gpu_bundle, precision):
-    from genctl.optimize import build
     from genctl.export import parity
+    from genctl.optimize.build import build
     from genctl.runtime.generator import Generator
 
     if precision == "fp16":  # strongly typed: fp16 engines come from the fp16 ONNX variant (no FP16 flag in TensorRT 11)
@@ -219,7 +216,7 @@ def test_engine_build_parity_and_cache(gpu_bundle, precision):
 
 @pytest.mark.gpu
 def test_engine_from_another_gpu_refused(gpu_bundle):
-    from genctl.optimize import build
+    from genctl.optimize.build import build
     from genctl.runtime.generator import Generator
 
     build(gpu_bundle, target="onnxruntime", precision="fp16", gate=_no_control())
@@ -234,7 +231,7 @@ def test_engine_from_another_gpu_refused(gpu_bundle):
 @pytest.mark.gpu
 def test_engine_bench_vs_onnxruntime(gpu_bundle):
     """Not a gate: prints ms per generate call so a GPU run records the numbers."""
-    from genctl.optimize import build
+    from genctl.optimize.build import build
     from genctl.runtime.generator import Generator
 
     build(gpu_bundle, target="onnxruntime", precision="fp16", gate=_no_control())
@@ -252,15 +249,15 @@ def test_engine_bench_vs_onnxruntime(gpu_bundle):
 
 
 @pytest.mark.gpu
-def test_onnxruntime_sessions_really_got_the_gpu_provider(cvae_bundle, tmp_path, cuda):
+def test_onnxruntime_sessions_really_got_the_gpu_provider(cvae_bundle, copy_bundle, cuda):
     """ORT falls back to the next provider quietly (its TensorRT EP is linked to one TensorRT major):
     what each session really runs on must be what genctl asked for."""
     from genctl.runtime.devices import onnxruntime_providers
     from genctl.runtime.generator import Generator
 
-    shutil.copytree(cvae_bundle, tmp_path / "cvae")
+    copy = copy_bundle(cvae_bundle, "cvae")
     usable = onnxruntime_providers()[1]
-    with Generator.load(tmp_path / "cvae", backend="onnxruntime") as gen:
+    with Generator.load(copy, backend="onnxruntime") as gen:
         got = {name: session.get_providers() for name, session in gen.backend.sessions.items()}
     for name, providers in got.items():
         assert providers[0] == usable[0], f"graph '{name}': asked for {usable}, the session got {providers}"

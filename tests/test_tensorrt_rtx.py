@@ -4,7 +4,6 @@ compute capability 8.0/8.6/8.9/12.x: not the H100s the project's GPU machines ha
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import onnx
@@ -13,8 +12,8 @@ import pytest
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, GenctlError
 from genctl.io import sha256_file
-from genctl.optimize.cache import Platform, engine_key, mismatch
-from genctl.optimize.flavors import DEFAULT_RTX_CAPABILITIES, FLAVORS, parse_capabilities, refuse_gpu
+from genctl.trt.cache import Platform, engine_key, mismatch
+from genctl.trt.flavors import DEFAULT_RTX_CAPABILITIES, FLAVORS, parse_capabilities, refuse_gpu
 
 trt = pytest.importorskip("tensorrt_rtx_bindings", reason="genctl[tensorrt-rtx] (Linux x86_64 / Windows wheels only)")
 RTX = FLAVORS["tensorrt-rtx"]
@@ -27,40 +26,23 @@ FAMILIES = {  # family: (dataset, tiny hparams); untrained weights: an engine bu
 }
 
 
-def untrained_bundle(family_name: str, root):
-    """Export an untrained tiny model (real graphs and specs, seconds instead of a training run)."""
-    from genctl.data import get_dataset
-    from genctl.export import export_bundle
-    from genctl.families import get_family
-    from genctl.training.checkpoint import save_checkpoint
-    from genctl.training.loop import seed_everything
-
-    dataset, hparams = FAMILIES[family_name]
-    family = get_family(family_name)
-    config = family.make_config(get_dataset(dataset).info(), hparams)
-    config["train"] = {"epochs": 0, "seed": 0}
-    seed_everything(0)
-    save_checkpoint(root / "ckpt", family.build_model(config), config)
-    return export_bundle(root / "ckpt", root / "bundle").path
-
-
 @pytest.fixture(scope="module", params=["cvae", *FAMILIES])
-def family_bundle(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"rtx-{request.param}")
+def family_bundle(request, make_bundle, copy_bundle):
+    """A copy (builds add engines) of the session cVAE, or of an untrained tiny model of the other families
+    (``epochs=0``: real graphs and specs, seconds instead of a training run)."""
     if request.param == "cvae":
-        shutil.copytree(request.getfixturevalue("cvae_bundle"), root / "bundle")
-        return root / "bundle"
-    return untrained_bundle(request.param, root)
+        return copy_bundle(request.getfixturevalue("cvae_bundle"))
+    dataset, hparams = FAMILIES[request.param]
+    return copy_bundle(make_bundle(request.param, dataset, epochs=0, **hparams).path)
 
 
 @pytest.fixture()
-def cvae_copy(cvae_bundle, tmp_path):
-    shutil.copytree(cvae_bundle, tmp_path / "cvae")
-    return tmp_path / "cvae"
+def cvae_copy(cvae_bundle, copy_bundle):
+    return copy_bundle(cvae_bundle, "cvae")
 
 
 def rtx_build(path, **kwargs):
-    from genctl.optimize import build
+    from genctl.optimize.build import build
 
     return build(path, target="tensorrt-rtx", precision=kwargs.pop("precision", "fp32"), **{"batch": "1:4:16", **kwargs})
 
@@ -100,7 +82,7 @@ def test_kv_cache_decode_and_fused_step_have_dynamic_profiles(family_bundle):
 # --- cache keys: reuse, and a rebuild on every ingredient -------------------------------------------
 
 def test_cache_reuse_and_rebuild_on_profile_capabilities_and_precision(cvae_copy):
-    from genctl.optimize import GateConfig, build
+    from genctl.optimize.build import GateConfig, build
 
     first = rtx_build(cvae_copy)
     engine = cvae_copy / first["graphs"]["decode"]["file"]
@@ -254,7 +236,7 @@ def replace_graph(bundle_path, name: str, model) -> None:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engines_run_gated_and_match_onnxruntime(cvae_copy, precision):
     from genctl.export import parity
-    from genctl.optimize import GateConfig, build
+    from genctl.optimize.build import GateConfig, build
     from genctl.runtime.devices import gpu_compute_capability
     from genctl.runtime.generator import Generator
 

@@ -14,7 +14,7 @@ from genctl.errors import GenctlError
 
 def _folder(root, classes=("cat", "dog", "owl"), size=(12, 8), mode="RGB", per_class=6):
     rng = np.random.default_rng(0)
-    for k, name in enumerate(classes):
+    for name in classes:
         (root / name).mkdir(parents=True)
         for i in range(per_class):
             pixels = rng.integers(0, 255, (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0]), dtype=np.uint8)

@@ -6,7 +6,8 @@ from rich.table import Table
 
 from genctl.bench.runner import BenchResult
 
-EXTRA_COLUMNS = [("per_step_ms", "step ms", "{:.3f}"), ("steps_per_s", "steps/s", "{:.0f}"),
+EXTRA_COLUMNS = [("encode_ms", "encode ms", "{:.2f}"), ("encode_pct", "encode %", "{:.1f}"),
+                 ("per_step_ms", "step ms", "{:.3f}"), ("steps_per_s", "steps/s", "{:.0f}"),
                  ("tokens_per_s", "tok/s", "{:.0f}"), ("ttft_ms", "TTFT ms", "{:.2f}"),
                  ("itl_p50_ms", "ITL p50", "{:.3f}"), ("itl_p99_ms", "ITL p99", "{:.3f}")]
 

@@ -18,8 +18,10 @@ from typing import Any, Callable
 import numpy as np
 
 from genctl.bundle import Bundle
+from genctl.checks import MAX_SAMPLES, check_seed
+from genctl.conditions import PromptCache
 from genctl.errors import GenctlError
-from genctl.runtime.generator import MAX_SAMPLES, Generator, check_request, check_seed
+from genctl.runtime.generator import Generator, check_request
 
 MAX_ITERS = 1_000_000  # timed or warm-up calls per configuration
 
@@ -82,13 +84,15 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 
 def bench_conditions(bundle: Bundle) -> dict[str, Any]:
-    """One condition row (the first class of each categorical condition)."""
-    return {c.name: c.names[0] for c in bundle.conditions.conditions if hasattr(c, "names")}
+    """One condition row: each condition's example value (the first class, a prompt, zeros)."""
+    return {c.name: c.example() for c in bundle.conditions.conditions}
 
 
 def time_config(gen: Generator, batch: int, warmup: int, iters: int, seed: int, controls: dict) -> tuple[np.ndarray, float, list]:
     """Return (latencies in s, share of time inside backend.run, the Samples.meta of each timed call)."""
     conds = bench_conditions(gen.bundle)
+    if gen.bundle.conditions.encoders:  # text prompts: every call encodes (end to end), timed on its own too
+        gen.prompt_cache = PromptCache(maxsize=0)
     for i in range(warmup):
         gen.generate(conds, n=batch, seed=seed + i, **controls)
     gen.backend.compute_seconds = 0.0
@@ -97,7 +101,7 @@ def time_config(gen: Generator, batch: int, warmup: int, iters: int, seed: int, 
         start = time.perf_counter()
         samples = gen.generate(conds, n=batch, seed=seed + i, **controls)
         times.append(time.perf_counter() - start)
-        metas.append(samples.meta)
+        metas.append({**samples.meta, "encode_s": gen.encode_s} if gen.bundle.conditions.encoders else samples.meta)
     inside = gen.backend.compute_seconds / max(sum(times), 1e-12)
     return np.asarray(times), inside, metas
 
@@ -109,6 +113,10 @@ def extra_metrics(times: np.ndarray, metas: list[dict], batch: int) -> dict[str,
         steps = np.asarray([m["steps"] for m in metas], dtype=float)
         extra["per_step_ms"] = float(np.median(times / steps) * 1e3)
         extra["steps_per_s"] = float(steps.sum() / times.sum())
+    if metas and "encode_s" in metas[0]:  # the prompt encoder's share of the end-to-end call
+        encode = np.asarray([m["encode_s"] for m in metas], dtype=float)
+        extra["encode_ms"] = float(np.median(encode) * 1e3)
+        extra["encode_pct"] = float(100 * encode.sum() / times.sum())
     if metas and "tokens" in metas[0]:
         extra["tokens_per_s"] = float(sum(m["tokens"] for m in metas) / times.sum())
         extra["sequences_per_s"] = float(batch * len(times) / times.sum())

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from genctl.errors import GenctlError
-from genctl.families.schedule import SCHEDULES
+from genctl.schedule import SCHEDULES
 
 
 @dataclass(kw_only=True)

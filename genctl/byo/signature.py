@@ -13,16 +13,23 @@ from torch import nn
 
 from genctl.byo.loops import Diffusion, NextToken, OneShot, Recurrent
 from genctl.conditions import ConditionSchema
-from genctl.data.names import SPECIALS
 from genctl.errors import GenctlError
 from genctl.families.custom import condition_examples
+from genctl.vocab import SPECIALS
 
 POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
+def condition_inputs(schema: ConditionSchema) -> list[tuple[str, str]]:
+    """``(condition, input)`` per argument the conditions feed, in order: one each, except a text
+    condition with ``feed="states"``, which feeds ``NAME_states`` and ``NAME_mask``."""
+    return [(c.name, spec.name) for c in schema.conditions for spec in c.specs()]
+
+
 def check_forward(module: nn.Module, loop, schema: ConditionSchema) -> list[str]:
     """The user's names of the arguments genctl feeds, in order; an error names a missing or extra one."""
-    wanted = [*loop.leading, *(c.name for c in schema.conditions)]
+    inputs = condition_inputs(schema)
+    wanted = [*loop.leading, *(name for _, name in inputs)]
     shown = f"forward({', '.join(wanted)})"
     try:
         params = list(inspect.signature(module.forward).parameters.values())
@@ -34,7 +41,10 @@ def check_forward(module: nn.Module, loop, schema: ConditionSchema) -> list[str]
     where = f"{type(module).__name__}.forward"
     for i, role in enumerate(wanted):
         if i >= len(positional):
-            what = f"condition '{role}'" if i >= len(loop.leading) else f"the {loop.kind} input '{role}'"
+            what = f"the {loop.kind} input '{role}'"
+            if i >= len(loop.leading):
+                cond = inputs[i - len(loop.leading)][0]
+                what = f"condition '{cond}'" if cond == role else f"condition '{cond}' input '{role}'"
             raise GenctlError(f"Argument {i + 1} of {where}", got=f"no parameter for {what}",
                               expected=f"{shown} (loop '{loop.kind}', conditions in declared order)")
     for p in positional[len(wanted):]:
@@ -64,7 +74,7 @@ def example_inputs(loop, schema: ConditionSchema, batch: int = 2) -> list:
 def trial_call(module: nn.Module, loop, schema: ConditionSchema, names: list[str]) -> list[int] | None:
     """Call ``forward`` once; check what it returned. Returns a one-shot sample's shape (no batch axis)."""
     args = example_inputs(loop, schema)
-    arg_names = [*names, *(c.name for c in schema.conditions)]
+    arg_names = [*names, *(name for _, name in condition_inputs(schema))]
     shown = ", ".join(f"{n}: {_describe(a)}" for n, a in zip(arg_names, args))
     where = f"{type(module).__name__}.forward"
     try:
@@ -72,7 +82,8 @@ def trial_call(module: nn.Module, loop, schema: ConditionSchema, names: list[str
     except Exception as exc:
         raise GenctlError(f"Trial call {where}({shown})", got=f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
                           expected="a forward that accepts these tensors (conditions: categorical int64 (B,), "
-                                   "continuous float32 (B,), vector float32 (B, dim))") from None
+                                   "continuous float32 (B,), vector float32 (B, dim), text pooled float32 (B, dim) "
+                                   "or states float32 (B, L, dim) + mask int64 (B, L))") from None
     return _check_output(out, loop, where)
 
 
@@ -107,8 +118,9 @@ def _check_recurrent(out, loop: Recurrent, where: str) -> None:
     declared = loop.states()
     states = list(state) if isinstance(loop.state, dict) else [state]
     if isinstance(loop.state, dict) != isinstance(state, (tuple, list)) or len(states) != len(declared):
+        want_state = f"a tuple of {len(declared)} tensors" if isinstance(loop.state, dict) else "one tensor"
         raise GenctlError(f"State returned by {where}", got=_describe(state),
-                          expected=f"{'a tuple of ' + str(len(declared)) + ' tensors' if isinstance(loop.state, dict) else 'one tensor'} as declared ({list(declared)})")
+                          expected=f"{want_state} as declared ({list(declared)})")
     for (name, shape), value in zip(declared.items(), states):
         want = [2 if d == "batch" else d for d in shape]
         if not isinstance(value, torch.Tensor) or list(value.shape) != want or value.dtype != torch.float32:

@@ -8,23 +8,27 @@ from typing import Annotated, Optional
 import typer
 
 from genctl.cli.common import console, user_errors
+from genctl.cli.options import GuidanceScale, MaxNewTokens, Seed, Steps, Temperature, TopK, TopP, backend_choices
 
 
 @user_errors
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    backends: Annotated[str, typer.Option(help="Comma-separated NAME[+OPTION][:PRECISION]: torch, torch-compile, onnxruntime, onnxruntime:int8, onnxruntime+iobinding, onnxruntime+graphpick, onnxruntime+cpu, tensorrt:fp16, tensorrt+nocudagraphs:fp16.")] = "torch,onnxruntime",
-    precision: Annotated[Optional[str], typer.Option(help="Default precision for backends given without :PRECISION (torch stays fp32, the baseline), e.g. --backends torch,onnxruntime --precision int8.")] = None,
+    backends: Annotated[str, typer.Option(help="Comma-separated NAME+OPTION:PRECISION (+OPTION and :PRECISION optional), "
+                                               "e.g. torch,onnxruntime:int8 or tensorrt+nocudagraphs:fp16. "
+                                               f"NAME: {backend_choices()}.")] = "torch,onnxruntime",
+    precision: Annotated[Optional[str], typer.Option(help="Default precision for backends given without :PRECISION (torch stays fp32, the baseline), "
+                                                          "e.g. --backends torch,onnxruntime --precision int8.")] = None,
     batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,16,64",
     iters: Annotated[int, typer.Option(help="Timed calls per configuration.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed calls first (torch.compile compiles here).")] = 3,
-    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
-    guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: guidance scale.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens per sequence.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Text: softmax temperature (0 = greedy).")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Text: sample among the k most likely tokens (0 = all).")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Text: nucleus sampling mass.")] = None,
+    seed: Seed = 0,
+    steps: Steps = None,
+    guidance_scale: GuidanceScale = None,
+    max_new_tokens: MaxNewTokens = None,
+    temperature: Temperature = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write one record per (backend, batch) here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Draw throughput and p50 latency against batch size per backend into this PNG.")] = None,
 ) -> None:

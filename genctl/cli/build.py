@@ -12,20 +12,28 @@ from genctl.cli.common import console, user_errors
 @user_errors
 def build(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by 'genctl export'.")],
-    target: Annotated[str, typer.Option(help="onnxruntime (graph variants, run anywhere), tensorrt (engines for this GPU) or tensorrt-rtx (engines for RTX/Ampere/Ada/Blackwell GPUs; builds without a GPU).")] = "onnxruntime",
-    precision: Annotated[str, typer.Option(help="onnxruntime: fp32 (offline-optimized), fp16 (for GPUs), int8 (dynamic quantization, CPUs); tensorrt, tensorrt-rtx: fp32, fp16 (from the fp16 ONNX variant).")] = "int8",
+    target: Annotated[str, typer.Option(help="onnxruntime (graph variants, run anywhere), tensorrt (engines for this GPU) or "
+                                             "tensorrt-rtx (engines for RTX/Ampere/Ada/Blackwell GPUs; builds without a GPU).")] = "onnxruntime",
+    precision: Annotated[str, typer.Option(help="onnxruntime: fp32 (offline-optimized), fp16 (for GPUs), int8 (dynamic quantization, CPUs); "
+                                                "tensorrt, tensorrt-rtx: fp32, fp16 (from the fp16 ONNX variant).")] = "int8",
     batch: Annotated[str, typer.Option(help="TensorRT profile for the batch dim: MIN:OPT:MAX.")] = "1:8:64",
     dim: Annotated[Optional[list[str]], typer.Option("--dim", help="TensorRT profile of another dim: NAME=MIN:OPT:MAX (seq, past).")] = None,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="Leave this graph in fp32 inside the variant (repeatable).")] = None,
     per_channel: Annotated[bool, typer.Option("--per-channel/--per-tensor", help="int8: one weight scale per output channel (default) or per tensor.")] = True,
-    reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range", help="int8: 7-bit weights (default on x86 CPUs without VNNI, whose int8 kernels saturate) or full 8-bit.", show_default="auto")] = None,
-    control_samples: Annotated[Optional[int], typer.Option(help="Samples per class (images) or locale (names) for the control-accuracy check; 0 skips it.", show_default="20 images, 100 names")] = None,
-    compute_capability: Annotated[Optional[str], typer.Option("--compute-capability", help="tensorrt-rtx: GPUs to build for, e.g. 8.6,8.9 or 'current'.", show_default="8.0,8.6,8.9,12.0")] = None,
+    reduce_range: Annotated[Optional[bool], typer.Option("--reduce-range/--full-range",
+                                                         help="int8: 7-bit weights (default on x86 CPUs without VNNI, whose int8 kernels saturate) "
+                                                              "or full 8-bit.",
+                                                         show_default="auto")] = None,
+    control_samples: Annotated[Optional[int], typer.Option(help="Samples per class (images) or locale (names) for the control-accuracy check; 0 skips it.",
+                                                           show_default="20 images, 100 names")] = None,
+    compute_capability: Annotated[Optional[str], typer.Option("--compute-capability", help="tensorrt-rtx: GPUs to build for, e.g. 8.6,8.9 or 'current'.",
+                                                              show_default="8.0,8.6,8.9,12.0")] = None,
     force: Annotated[bool, typer.Option("--force", help="Keep a variant that fails the quality gate (marked failed); rebuild cached engines.")] = False,
 ) -> None:
     """Build an optimized variant and run the quality gate (graph + loop parity, control accuracy)."""
-    from genctl.optimize import GateConfig, Int8Options, build as run_build
     from genctl.errors import GenctlError
+    from genctl.optimize.build import GateConfig, Int8Options
+    from genctl.optimize.build import build as run_build
 
     dims = {}
     for item in dim or []:

@@ -1,37 +1,20 @@
-"""What every command shares: the one-line error handling, consoles, option types."""
+"""What every command shares: the one-line error handling and the consoles (shared options: ``options``)."""
 from __future__ import annotations
 
 import functools
 import sys
-from enum import Enum
 from typing import Callable
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from genctl.errors import GenctlError
 
 # Piped output (CI logs, files) gets a wide console so tables are not truncated at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=400)
-
-
-class Backend(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    torch_compile = "torch-compile"
-    onnxruntime = "onnxruntime"
-    tensorrt = "tensorrt"
-    tensorrt_rtx = "tensorrt-rtx"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    opt = "opt"
-    fp16 = "fp16"
-    int8 = "int8"
 
 
 def fail(message: str) -> None:

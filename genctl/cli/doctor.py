@@ -75,8 +75,8 @@ def onnxruntime_pair(path: list[str] | None = None) -> tuple[str, str, str] | No
 
 def _tensorrt_rtx() -> tuple[str, str, str]:
     """TensorRT-RTX: version; it builds anywhere, runs only on GPUs of its compute capabilities."""
-    from genctl.optimize.flavors import flavor
     from genctl.runtime.devices import gpu_compute_capability, tensorrt_version
+    from genctl.trt.flavors import flavor
 
     version, capability = tensorrt_version("tensorrt-rtx"), gpu_compute_capability()
     supported = flavor("tensorrt-rtx").capabilities

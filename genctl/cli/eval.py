@@ -8,28 +8,29 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from genctl.cli.common import Backend, Precision, console, user_errors
+from genctl.cli.common import console, user_errors
+from genctl.cli.options import BackendOption, Precision, PrecisionOption, Seed, Steps
 
 
 @user_errors
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
-    precision: Annotated[Precision, typer.Option(help="Graph variant.")] = Precision.fp32,
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = Precision.fp32,
     n: Annotated[int, typer.Option("-n", help="Generated samples in total (split evenly over classes).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    seed: Seed = 0,
     guidance_scales: Annotated[Optional[str], typer.Option(help="Diffusion: comma-separated guidance scales to sweep.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
+    steps: Steps = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Diffusion with --guidance-scales: draw control accuracy and diversity against guidance into this PNG.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Diffusion with --guidance-scales: "
+                                                      "draw control accuracy and diversity against guidance into this PNG.")] = None,
 ) -> None:
     """Control accuracy (evaluator classifier trained on the same data), diversity, likelihood."""
     from genctl.bundle import Bundle
+    from genctl.errors import ConditionError
     from genctl.eval.report import check_eval, evaluate_bundle
     from genctl.io import check_output_file, write_text_atomic
     from genctl.runtime.generator import Generator
-
-    from genctl.errors import ConditionError
 
     if json_out is not None:
         check_output_file(json_out, "eval JSON", (".json",))
@@ -42,7 +43,7 @@ def evaluate(
                                  expected="--guidance-scales W1,W2,... (the plot draws control against guidance)")
     b = Bundle.load(bundle)
     check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)  # before the evaluator trains
-    with Generator.load(b, backend=backend.value, precision=precision.value) as gen:
+    with Generator.load(b, backend=backend, precision=precision.value) as gen:
         report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
     console.print(report_table(report, f"genctl eval {bundle} ({gen.bundle.family}, {gen.backend.describe()})"))
     if json_out is not None:

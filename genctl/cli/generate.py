@@ -6,29 +6,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from genctl.cli.common import Backend, Precision, console, user_errors
+from genctl.cli.common import console, user_errors
+from genctl.cli.options import BackendOption, Eta, GuidanceScale, MaxNewTokens, Precision, PrecisionOption, SamplerChoice, Seed, Steps, Temperature, TopK, TopP
 
 
 @user_errors
 def generate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE, smile=0.7, tint=0,1,0). Default: every class.")] = None,
-    cond_file: Annotated[Optional[list[str]], typer.Option("--cond-file", help="Vector condition from a .npy: emb.npy or NAME=emb.npy ((dim,) or (rows, dim)).")] = None,
+    cond: Annotated[Optional[list[str]], typer.Option("--cond", help="NAME=VALUE (label=7, label=0,1,2 for rows, locale=de_DE, smile=0.7, tint=0,1,0). "
+                                                                     "Default: every class.")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="Text prompt of a text-conditioned model ('a bold 7 leaning right'); "
+                                                                         "repeat for grid rows; '' = unconditional.")] = None,
+    cond_file: Annotated[Optional[list[str]], typer.Option("--cond-file",
+                                                           help="Vector condition from a .npy: emb.npy or NAME=emb.npy ((dim,) or (rows, dim)).")] = None,
     n: Annotated[Optional[int], typer.Option("-n", help="Samples per condition row (default 16, or the number of --from images).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of all sampling noise: same seed, same samples on every backend.")] = 0,
-    backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
-    precision: Annotated[Precision, typer.Option(help="Graph variant (fp32 = exported; others from 'genctl build').")] = Precision.fp32,
+    seed: Seed = 0,
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = Precision.fp32,
     out: Annotated[Optional[Path], typer.Option(help="Write .png grid / .npy (images) or .txt / .json (text).")] = None,
     from_image: Annotated[Optional[Path], typer.Option("--from", help="Re-condition a real image (cvae): PNG or .npy.")] = None,
     from_label: Annotated[Optional[str], typer.Option(help="The --from image's own label (needed to encode it).")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Noise scale (one-shot) or softmax temperature (text; 0 = greedy).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Diffusion: denoising steps.")] = None,
-    guidance_scale: Annotated[Optional[float], typer.Option(help="Diffusion: 0 unconditional, 1 conditional, >1 guided.")] = None,
-    eta: Annotated[Optional[float], typer.Option(help="Diffusion: DDIM eta (0 deterministic).")] = None,
-    sampler: Annotated[Optional[str], typer.Option(help="Diffusion: ddim or ddpm.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Text: keep the k most likely tokens (0 = off).")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Text: nucleus mass in (0, 1].")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Text: tokens to generate at most.")] = None,
+    temperature: Temperature = None,
+    steps: Steps = None,
+    guidance_scale: GuidanceScale = None,
+    eta: Eta = None,
+    sampler: SamplerChoice = None,
+    top_k: TopK = None,
+    top_p: TopP = None,
+    max_new_tokens: MaxNewTokens = None,
     prefix: Annotated[Optional[str], typer.Option(help="Text: prompt prefix, e.g. 'Ma'.")] = None,
 ) -> None:
     """Generate samples for the given conditions and print a summary (or write them with --out)."""
@@ -46,10 +51,11 @@ def generate(
         raise GenctlError("--from-label", got=repr(from_label), expected="--from IMAGE with it (the label of that image)")
     b = Bundle.load(bundle)
     conditions.update(read_cond_files(cond_file or [], b.conditions))
+    conditions = b.conditions.with_prompts(conditions, prompt)
     if out is not None:  # everything checkable is checked before sessions open and samples are made
         check_out(out, b.output_kind)
     check_request(b, conditions, 16 if n is None else n, seed, **({"images": from_image} if from_image else {}), **inputs, **controls)
-    with Generator.load(b, backend=backend.value, precision=precision.value) as gen:
+    with Generator.load(b, backend=backend, precision=precision.value) as gen:
         if from_image is not None:
             inputs.update(_from_inputs(gen, from_image, from_label))
             n = n or len(inputs["images"])
@@ -60,8 +66,8 @@ def generate(
 def _from_inputs(gen, path: Path, label: str | None) -> dict:
     import numpy as np
 
-    from genctl.render.samples import read_images
     from genctl.errors import GenctlError
+    from genctl.render.samples import read_images
 
     if label is None:
         raise GenctlError("--from-label", got="nothing", expected="the --from image's own label, e.g. --from-label 7")

@@ -41,7 +41,7 @@ def summary_table(bundle) -> Table:
             ("loop parity", f"err {loop.get('max_error', float('nan')):.1e} ≤ {loop.get('tolerance', 0):.0e}: "
                             f"{'passed' if loop.get('passed') else 'FAILED'}"),
             ("provenance", ", ".join(f"{k} {prov[k]}" for k in ("torch", "onnx", "opset", "onnxruntime") if k in prov)),
-            ("training", json.dumps(prov.get("training", {}))),
+            ("training", json.dumps({k: v for k, v in prov.get("training", {}).items() if not isinstance(v, dict)})),  # no threshold tables
             ("variants", ", ".join(f"{k} ({v.get('status', '?')})" for k, v in m.get("variants", {}).items()) or "—"),
             ("engines", ", ".join(m.get("engines", {})) or "—")]
     for cond in bundle.conditions.conditions:

@@ -1,14 +1,14 @@
 """The genctl command line: one thin module per command, joined here."""
 from __future__ import annotations
 
-import importlib
 from typing import Annotated
 
 import typer
 
 from genctl import __version__
+from genctl.cli import bench, build, doctor, export, export_triton, generate, inspect, loadtest, quickstart, serve, train
+from genctl.cli import eval as eval_cmd
 from genctl.cli.common import OneLineUsageErrors
-from genctl.cli import bench, doctor, eval as eval_cmd, export, generate, inspect, quickstart, train
 
 app = typer.Typer(name="genctl", cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval.")
@@ -39,14 +39,10 @@ app.command()(generate.generate)
 app.command()(bench.bench)
 app.command("eval")(eval_cmd.evaluate)
 app.command()(doctor.doctor)
-for _optional in ("build", "serve", "loadtest", "export_triton"):  # commands whose modules land separately
-    try:
-        _mod = importlib.import_module(f"genctl.cli.{_optional}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"genctl.cli.{_optional}":
-            raise
-    else:
-        app.command(_optional.replace("_", "-"))(getattr(_mod, _optional))
+app.command()(build.build)
+app.command()(serve.serve)
+app.command()(loadtest.loadtest)
+app.command("export-triton")(export_triton.export_triton)
 
 
 def run() -> None:

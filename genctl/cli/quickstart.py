@@ -23,11 +23,11 @@ def quickstart(
 
     from genctl.bench.report import bench_table
     from genctl.bench.runner import run_bench
-    from genctl.render.plots import bench_figure, save_figure
-    from genctl.render.samples import write_samples
     from genctl.errors import GenctlError
     from genctl.export import export_bundle
     from genctl.io import check_writable_parent, write_text_atomic
+    from genctl.render.plots import bench_figure, save_figure
+    from genctl.render.samples import write_samples
     from genctl.runtime.generator import Generator
     from genctl.training.train import check_train, train
 

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from genctl.cli.common import Backend, Precision, console, user_errors
+from genctl.cli.common import console, user_errors
+from genctl.cli.options import BackendOption, Precision, PrecisionOption
 
 
 @user_errors
@@ -16,8 +17,8 @@ def serve(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    backend: Annotated[Backend, typer.Option(help="Backend that runs the graphs.")] = Backend.auto,
-    precision: Annotated[Precision, typer.Option(help="Graph variant.")] = Precision.fp32,
+    backend: BackendOption = "auto",
+    precision: PrecisionOption = Precision.fp32,
     max_batch: Annotated[int, typer.Option(min=1, help="Rows per sampler call (requests are merged up to this).")] = 64,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="How long the oldest request waits for others to join.")] = 5.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Requests waiting; past it the server answers 503.")] = 256,
@@ -38,21 +39,17 @@ def serve(
         from genctl.serve.ray import serve_ray
 
         console.print(f"serving {bundle} on Ray Serve ({replicas} replicas) at http://{host}:{port}/  — Ctrl-C stops")
-        serve_ray(bundle, backend=backend.value, precision=precision.value, config=config, replicas=replicas,
+        serve_ray(bundle, backend=backend, precision=precision.value, config=config, replicas=replicas,
                   host=host, port=port)
         return
-    _serve_here(bundle, host, port, backend.value, precision.value, config)
+    _serve_here(bundle, host, port, backend, precision.value, config)
 
 
 def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str, config) -> None:
-    from genctl.runtime.generator import Generator
     from genctl.serve import server
-    from genctl.serve.app import ACCESS, create_app
+    from genctl.serve.app import ACCESS, create_app, load_generator
 
-    from genctl.bundle import Bundle
-
-    b = Bundle.load(bundle)
-    gen = Generator.load(b, backend=server_backend(b, backend, precision), precision=precision)
+    gen = load_generator(bundle, backend, precision)
     if not ACCESS.handlers:  # one concise line per request on stderr
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -67,13 +64,3 @@ def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str
         pass
     finally:
         gen.close()
-
-
-def server_backend(bundle, backend: str, precision: str) -> str:
-    """ONNX Runtime without busy-waiting threads unless options were given: in a server the
-    event loop needs the cores the idle intra-op threads would spin on (batched diffusion on the
-    2-core box: 26 → 45 rows/s, BENCHMARKS.md)."""
-    from genctl.runtime.backends import auto_backend
-
-    base = auto_backend(bundle, precision) if backend == "auto" else backend
-    return base + "+nospin" if base == "onnxruntime" else backend

@@ -12,7 +12,8 @@ from genctl.cli.common import console, user_errors
 @user_errors
 def train(
     family: Annotated[str, typer.Argument(help="Model family: cvae, cgan, cflow, diffusion, charrnn, chartransformer.")],
-    dataset: Annotated[str, typer.Option(help="Shipped dataset (digits, mnist, names) or your data: a folder of class sub-folders, an .npz with x and y, a .txt/.csv of label,text lines.")] = "mnist",
+    dataset: Annotated[str, typer.Option(help="Shipped dataset (digits, mnist, names) or your data: "
+                                              "a folder of class sub-folders, an .npz with x and y, a .txt/.csv of label,text lines.")] = "mnist",
     out: Annotated[Path, typer.Option(help="Checkpoint folder to write (config.json + model.safetensors).")] = Path("runs/model"),
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the family's recipe for this dataset).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, batches and noise.")] = 0,

@@ -21,7 +21,8 @@ def get_dataset(name: str):
     if name not in DATASETS and is_user_dataset(name):
         return load_user_dataset(name)
     if name not in DATASETS:
-        raise GenctlError(f"Dataset '{name}'", got="an unknown name", expected=f"one of {sorted(DATASETS)} or a path: a folder of class sub-folders, .npz, .txt/.csv")
+        raise GenctlError(f"Dataset '{name}'", got="an unknown name",
+                          expected=f"one of {sorted(DATASETS)} or a path: a folder of class sub-folders, .npz, .txt/.csv")
     return DATASETS[name]()
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
+LEVELS = {"digits": 17, "mnist": 256}  # discrete pixel levels of each shipped image dataset (digits: 0..16)
 
 
 @dataclass
@@ -22,6 +23,13 @@ class ImageDataset:
     y_test: np.ndarray
     label_names: tuple[str, ...]
     kind: str = "image"
+    # A user folder with a captions.csv (``genctl/data/user.py``): one caption per image, aligned with
+    # x_train / x_test (None for an image the file does not caption), and each image's path relative
+    # to the folder (for messages). None on datasets without captions; only textdiffusion reads them.
+    captions_train: list[str | None] | None = None
+    captions_test: list[str | None] | None = None
+    files_train: list[str] | None = None
+    files_test: list[str] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:

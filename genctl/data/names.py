@@ -7,8 +7,8 @@ scripts (Cyrillic ru, Greek el). A name found in more than one locale ("Martin",
 dropped everywhere, so the label of every name is unambiguous. Locales are capped at
 ``MAX_PER_LOCALE`` names (seeded sample) so no locale dominates training.
 
-Tokens: ``PAD=0, BOS=1, EOS=2``, then one token per character (sorted). A sequence is
-``BOS c1 .. cn EOS`` padded with PAD to ``max_len``; the split is a seeded per-locale shuffle.
+Tokens: the character vocabulary of ``genctl.vocab`` (``PAD=0, BOS=1, EOS=2``, then one token per
+character, sorted). The split is a seeded per-locale shuffle.
 """
 from __future__ import annotations
 
@@ -19,14 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from genctl.errors import ConditionError
+from genctl.vocab import BOS, EOS, PAD, SPECIALS, encode
 
 LOCALES = ("en_US", "de_DE", "fr_FR", "it_IT", "es_ES", "pl_PL", "ru_RU", "el_GR")
 # Faker list attributes that hold single first/last names (pl_PL keeps its surnames in the last two)
 NAME_LISTS = ("first_names", "first_names_female", "first_names_male", "last_names", "last_names_female",
               "last_names_male", "male_last_names", "female_last_names", "unisex_last_names")
-SPECIALS = ("<pad>", "<bos>", "<eos>")
-PAD, BOS, EOS = 0, 1, 2
 MAX_CHARS = 18  # longer names are dropped (fewer than 0.1%)
 MAX_PER_LOCALE = 1500  # cap so the biggest locales (pl_PL: 3,900) do not dominate
 TEST_FRACTION = 0.1
@@ -79,41 +77,6 @@ def unique_by_locale(locales: tuple[str, ...], cap: int, seed: int = 0) -> dict[
             unique = sorted(rng.choice(unique, size=cap, replace=False).tolist())
         out[loc] = unique
     return out
-
-
-def encode(text: str, vocab: tuple[str, ...], max_len: int | None = None) -> list[int]:
-    """``BOS chars EOS`` token ids (padded with PAD to ``max_len`` when given)."""
-    index = {t: i for i, t in enumerate(vocab)}
-    ids = [BOS] + [index[c] for c in text] + [EOS]
-    return ids + [PAD] * ((max_len or len(ids)) - len(ids))
-
-
-def decode(ids, vocab: tuple[str, ...] | list[str]) -> str:
-    """Characters up to the first EOS; specials are skipped."""
-    out = []
-    for i in ids:
-        i = int(i)
-        if i == EOS:
-            break
-        if i >= len(SPECIALS):
-            out.append(vocab[i])
-    return "".join(out)
-
-
-@functools.lru_cache(maxsize=8)
-def char_index(vocab: tuple[str, ...]) -> dict[str, int]:
-    """Character -> token id (specials excluded), cached per vocabulary."""
-    return {t: i for i, t in enumerate(vocab) if i >= len(SPECIALS)}
-
-
-def check_text(text: str, vocab: tuple[str, ...] | list[str], subject: str = "--prefix") -> list[int]:
-    """Token ids of ``text`` (no BOS/EOS); a character outside the vocabulary is a ConditionError."""
-    index = char_index(tuple(vocab))
-    bad = sorted({c for c in text if c not in index})
-    if bad:
-        raise ConditionError(subject, got=f"{text!r} with characters outside the vocabulary {bad}",
-                             expected=f"characters of the model's {len(index)}-character vocabulary (e.g. {''.join(list(index)[:20])}...)")
-    return [index[c] for c in text]
 
 
 def build(locales: tuple[str, ...] = LOCALES, cap: int = MAX_PER_LOCALE, seed: int = 0) -> TextDataset:

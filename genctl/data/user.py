@@ -2,7 +2,11 @@
 
 - an image folder with one sub-folder per class (``root/cat/*.png``, ``root/dog/*.jpg``): the class
   names are the folder names (sorted); channels 1 if every image is grayscale, else 3; every image
-  must have the same size;
+  must have the same size; an optional ``captions.csv`` in the folder (header ``file,caption``, file
+  paths relative to the folder such as ``cat/0.png``) gives images captions for ``textdiffusion``
+  (``captions_train``/``captions_test``, aligned with the images; an image it does not list gets
+  None, which textdiffusion refuses and the other families never read). A caption file that is
+  malformed or lists a file that is not an image of a class folder is a one-line error for every family;
 - an ``.npz`` with ``x`` (N, H, W), (N, C, H, W) or (N, H, W, C) — uint8 0..255 or floats in
   [0, 1] or [-1, 1] — and ``y`` (N,) integer labels; optional ``label_names`` (K,) strings and
   ``attributes`` (N, k) floats (kept on the dataset; genctl's shipped families train on the label);
@@ -21,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from genctl.data.images import ImageDataset
-from genctl.data.names import BOS, EOS, PAD, SPECIALS, TextDataset
+from genctl.data.names import TextDataset
 from genctl.errors import GenctlError
+from genctl.vocab import BOS, EOS, PAD, SPECIALS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_FRACTION = 0.1
@@ -40,7 +45,7 @@ def load_user_dataset(path: str | Path):
         raise GenctlError(f"Dataset '{path}'", got="no such file or folder",
                           expected="a folder of class sub-folders, an .npz with x and y, or a .txt/.csv of label,text lines")
     if path.is_dir():
-        return _cached_folder(str(path.resolve()))
+        return _cached_folder(str(path.resolve()), _stamp(path / CAPTIONS_FILE))
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return load_npz(path)
@@ -55,7 +60,8 @@ def _split_indices(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[n_test:], order[:n_test]
 
 
-def _image_dataset(name: str, x: np.ndarray, y: np.ndarray, label_names: tuple[str, ...]) -> ImageDataset:
+def _image_dataset(name: str, x: np.ndarray, y: np.ndarray, label_names: tuple[str, ...],
+                   files: list[str] | None = None, captions: list[str | None] | None = None) -> ImageDataset:
     h, w = x.shape[2:]
     if h % 4 or w % 4 or min(h, w) < 8:
         # the cvae/cgan decoders upsample x2 twice, cflow squeezes, the diffusion UNet downsamples
@@ -65,14 +71,30 @@ def _image_dataset(name: str, x: np.ndarray, y: np.ndarray, label_names: tuple[s
     train, test = _split_indices(y)
     if len(test) == 0:
         test = train[:1]  # tiny sets: the evaluator and tests still get one example
-    return ImageDataset(name, x[train], y[train], x[test], y[test], label_names)
+    ds = ImageDataset(name, x[train], y[train], x[test], y[test], label_names)
+    if files is not None:
+        ds.files_train, ds.files_test = [files[i] for i in train], [files[i] for i in test]
+    if captions is not None:
+        ds.captions_train, ds.captions_test = [captions[i] for i in train], [captions[i] for i in test]
+    return ds
 
 
 # ------------------------------------------------------------------------------------ image folder
 
+CAPTIONS_FILE = "captions.csv"
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_folder(root: str) -> ImageDataset:
-    return load_image_folder(Path(root))
+def _cached_folder(root: str, captions_stamp: tuple | None = None) -> ImageDataset:
+    return load_image_folder(Path(root))  # captions_stamp: an edited captions.csv is read again
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def load_image_folder(root: Path) -> ImageDataset:
@@ -95,7 +117,32 @@ def load_image_folder(root: Path) -> ImageDataset:
                               fix="resize the images to one size")
     x = np.stack([_to_array(images[f], color) for items in files.values() for f in items])
     y = np.concatenate([np.full(len(items), k, dtype=np.int64) for k, items in enumerate(files.values())])
-    return _image_dataset(f"user:{root.name}", x, y, tuple(files))
+    rel = [f.relative_to(root).as_posix() for items in files.values() for f in items]
+    captions = _folder_captions(root, rel) if (root / CAPTIONS_FILE).is_file() else None
+    return _image_dataset(f"user:{root.name}", x, y, tuple(files), rel, captions)
+
+
+def _folder_captions(root: Path, rel: list[str]) -> list[str | None]:
+    """Each image's caption from ``root/captions.csv`` (None where it has none), in ``rel``'s order."""
+    from genctl.data.captions import read_captions_csv
+
+    path = root / CAPTIONS_FILE
+    listed = {_norm(name): " ".join(text.split()) for name, text in read_captions_csv(path).items()}
+    known = set(rel)
+    unknown = [name for name in listed if name not in known]
+    if unknown:
+        raise GenctlError(f"Captions file '{path}'", got=f"'{unknown[0]}', which is not an image of the folder"
+                          + (f" ({len(unknown)} such files)" if len(unknown) > 1 else ""),
+                          expected=f"file paths relative to '{root}', such as '{rel[0]}'",
+                          fix="fix the path or remove the line")
+    return [listed.get(name) for name in rel]
+
+
+def _norm(name: str) -> str:
+    """``./cat\\0.png`` -> ``cat/0.png``: captions.csv paths as the folder's relative POSIX paths."""
+    from pathlib import PurePosixPath
+
+    return PurePosixPath(name.replace("\\", "/")).as_posix().removeprefix("./")
 
 
 def _read_image(path: Path):

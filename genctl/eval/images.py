@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from genctl.data import get_dataset
+from genctl.families.loop import fit, seed_everything
 from genctl.io import write_error
-from genctl.training.loop import fit, seed_everything
 
 EVALUATOR_VERSION = 1
 

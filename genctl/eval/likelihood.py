@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 
+from genctl.data.images import LEVELS
 from genctl.errors import GenctlError
 
-LEVELS = {"digits": 17, "mnist": 256}  # discrete pixel levels per shipped dataset
 BATCH = 256  # images per graph call
 
 

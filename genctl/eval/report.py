@@ -7,7 +7,8 @@ from genctl.eval.images import control_accuracy
 
 def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> list[float] | None:
     """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales."""
-    from genctl.runtime.generator import MAX_SAMPLES, check_request
+    from genctl.checks import MAX_SAMPLES
+    from genctl.runtime.generator import check_request
 
     check_evaluator(bundle)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_SAMPLES:
@@ -21,7 +22,9 @@ def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = N
 def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> dict:
     bundle = gen.bundle
     check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
-    n_classes = len(bundle.conditions.conditions[0].names)
+    if any(c.takes_prompts for c in bundle.conditions.conditions):
+        return _evaluate_prompts(gen, n=n, seed=seed, scales=_scales(guidance_scales), steps=steps)
+    n_classes = len(bundle.conditions.conditions[0].classes)
     per_class = max(1, n // n_classes)
     if bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text
@@ -49,15 +52,36 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
     return report
 
 
+def _evaluate_prompts(gen, *, n: int, seed: int, scales: list[float], steps: int | None) -> dict:
+    """Text-prompted models: held-out prompts at each guidance scale (``eval/prompts.py``)."""
+    from genctl.eval.prompts import prompt_accuracy
+
+    per_prompt = max(1, n // 90)
+    report: dict = {}
+    for w in scales:
+        acc = prompt_accuracy(gen, per_prompt, seed=seed, guidance_scale=w, steps=steps)
+        report[f"guidance {w:g}"] = {"accuracy": acc["class_accuracy"], "thickness": acc["thickness_accuracy"],
+                                     "slant": acc["slant_accuracy"], "bold/thin ink": acc["bold_over_thin_ink"],
+                                     "slant pairs right way": acc["slant_pairs_right_way"], "diversity": acc["diversity"]}
+    report["evaluator_test_accuracy"] = acc["evaluator_test_accuracy"]
+    report["held_out_prompts"] = f"{acc['prompts']} x {per_prompt} samples, e.g. {acc['examples'][0]!r}"
+    return report
+
+
 def check_evaluator(bundle) -> None:
-    """An evaluator needs a shipped dataset and a first condition that is its categorical label."""
-    from genctl.conditions import Categorical
+    """An evaluator needs a shipped dataset and a first condition that is its categorical label
+    (or a text condition with the attributes its captions were measured by)."""
     from genctl.data import DATASETS
 
     name = bundle.manifest.get("dataset", {}).get("name")
     first = bundle.conditions.conditions[0] if bundle.conditions.conditions else None
     labels = bundle.manifest.get("dataset", {}).get("label_names", [])
-    if name not in DATASETS or not isinstance(first, Categorical) or list(first.names) != list(labels):
+    if name in DATASETS and first is not None and first.takes_prompts:
+        from genctl.eval.prompts import text_condition
+
+        text_condition(bundle)
+        return
+    if name not in DATASETS or first is None or list(first.classes) != list(labels):
         raise ConditionError(f"genctl eval of bundle '{bundle.path}'", got=f"dataset '{name}' and no evaluator that applies",
                              expected=f"a bundle of a shipped dataset {sorted(DATASETS)} whose first condition is its label",
                              fix="evaluators exist for the shipped datasets; a bring-your-own model can name one with "

@@ -14,12 +14,12 @@ import platform
 import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
-from genctl import __version__, progress
+from genctl import progress
 from genctl.bundle import MANIFEST, SCHEMA_VERSION, Bundle
+from genctl.checkpoint import CONFIG, WEIGHTS, load_checkpoint
 from genctl.errors import GenctlError, ParityError
 from genctl.export import parity
 from genctl.families import get_family
@@ -27,7 +27,7 @@ from genctl.families.base import GraphDef
 from genctl.io import atomic_dir, check_output_dir, sha256_file, write_json_atomic
 from genctl.logs import quiet
 from genctl.spec import GraphSpec
-from genctl.training.checkpoint import CONFIG, WEIGHTS, load_checkpoint
+from genctl.version import __version__
 
 OPSET = 18
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64", onnx.TensorProto.FLOAT16: "float16",
@@ -66,7 +66,7 @@ def export_bundle(checkpoint: str | Path, out: str | Path, *, overwrite: bool = 
             if bad:
                 raise ParityError("Graph parity", got="; ".join(bad), expected="every output within tolerance vs PyTorch",
                                   fix="check the module for non-deterministic or unsupported ops; nothing was written")
-            _copy_source(Path(checkpoint), tmp)
+            _copy_source(Path(checkpoint), tmp, family.source_files(config))
             manifest = build_manifest(family, config, graphs, tmp, opset, reports)
             write_json_atomic(tmp / MANIFEST, manifest)
             manifest["parity"]["loop"] = loop_parity(tmp, loop_seed)
@@ -129,10 +129,12 @@ def match_io(model: onnx.ModelProto, spec: GraphSpec) -> None:
                               fix="the module's forward must take/return tensors in the spec's order")
 
 
-def _copy_source(checkpoint: Path, tmp: Path) -> None:
+def _copy_source(checkpoint: Path, tmp: Path, extra: dict[str, bytes]) -> None:
     (tmp / "source").mkdir()
     for name in (CONFIG, WEIGHTS):
         shutil.copy2(checkpoint / name, tmp / "source" / name)
+    for name, data in extra.items():  # e.g. a tokenizer the sampler's encode stage reads
+        (tmp / "source" / name).write_bytes(data)
 
 
 def build_manifest(family, config: dict, graphs: dict[str, GraphDef], root: Path, opset: int, reports: dict) -> dict:
@@ -150,7 +152,7 @@ def build_manifest(family, config: dict, graphs: dict[str, GraphDef], root: Path
         "sampler": family.sampler_section(config),
         "info": family.info(config),
         "dataset": config["dataset"],
-        "source": {"dir": "source", "sha256": {f"source/{n}": sha256_file(root / "source" / n) for n in (CONFIG, WEIGHTS)}},
+        "source": {"dir": "source", "sha256": {f"source/{p.name}": sha256_file(p) for p in sorted((root / "source").iterdir())}},
         "provenance": provenance(opset, config),
         "parity": {"metric": "max|onnx - torch| / max(1, max|torch|)", "graphs": reports},
     }
@@ -170,10 +172,11 @@ def loop_parity(bundle_dir: Path, seed: int, n: int = 3) -> dict:
     from genctl.runtime.generator import Generator
 
     bundle = Bundle.load(bundle_dir)
+    conditions = bundle.conditions.parity_request()
     results = {}
     for backend in ("torch", "onnxruntime"):  # the reference is torch on the CPU, where the model was trained
         with Generator.load(bundle, backend="torch+cpu" if backend == "torch" else backend) as gen:
-            results[backend] = gen.generate(None, n=n, seed=seed)
+            results[backend] = gen.generate(conditions, n=n, seed=seed)
     tolerance = parity.TOLERANCE["fp32"] * bundle.sampler.get("loop_tolerance_factor", 1)
     err = parity.scaled_error(results["onnxruntime"].data, results["torch"].data)
     report = {"seed": seed, "n_per_condition": n, "max_error": err, "tolerance": tolerance, "passed": bool(err <= tolerance)}

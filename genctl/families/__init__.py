@@ -10,11 +10,13 @@ from genctl.families.chartransformer import CharTransformer
 from genctl.families.custom import Custom
 from genctl.families.cvae import CVAE
 from genctl.families.diffusion import Diffusion
+from genctl.families.textdiffusion import TextDiffusion
 
 FAMILIES: dict[str, Family] = {
     "charrnn": CharRNN(), "chartransformer": CharTransformer(),
     "cvae": CVAE(),
     "diffusion": Diffusion(),
+    "textdiffusion": TextDiffusion(),  # text prompts by cross-attention (needs genctl[text])
     "cgan": CGAN(),
     "cflow": CFlow(),
     "custom": Custom(),  # bring your own model: genctl.export_model

@@ -61,6 +61,10 @@ class Family:
 
     condition_name: ClassVar[str] = "label"
 
+    def source_files(self, config: dict) -> dict[str, bytes]:
+        """Files beside the weights in the bundle's ``source/`` (a tokenizer), hashed in the manifest."""
+        return {}
+
     def info(self, config: dict) -> dict:
         """Family facts for the manifest's ``info`` (output kind/shape, vocab ...)."""
         return {"output": {"kind": "image", "shape": config["dataset"]["shape"], "range": [-1.0, 1.0]}}

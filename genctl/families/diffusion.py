@@ -27,8 +27,8 @@ from torch import nn
 from genctl import progress
 from genctl.families import schedule
 from genctl.families.base import Family, GraphDef
+from genctl.families.loop import batches
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.training.loop import batches
 
 
 @dataclass(kw_only=True)
@@ -106,21 +106,35 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.width)) + self.label_embed(label)  # (B, E)
+        return self.trunk(x, emb)
+
+    def block_channels(self) -> list[int]:
+        """Output channels of every ResBlock in the order ``trunk`` runs them (down, mid, up)."""
+        return [b.conv2.out_channels for b in (*self.down, *self.mid, *self.up)]
+
+    def trunk(self, x: torch.Tensor, emb: torch.Tensor, attend=None) -> torch.Tensor:
+        """The UNet body on a (B, E) conditioning embedding; ``attend(h, i)`` (text models:
+        cross-attention) runs after the i-th ResBlock, counting as ``block_channels`` does."""
         if self.patch > 1:
             x = F.pixel_unshuffle(x, self.patch)  # (B, C*p*p, H/p, W/p)
-        h, skips = self.stem(x), []
+        h, skips, i = self.stem(x), [], 0
         for block, down in zip(self.down, self.downsample):
-            h = block(h, emb)
+            h, i = self._block(block, h, emb, attend, i)
             skips.append(h)
             h = down(h)  # (B, C, H/2, W/2) except after the last level
         for block in self.mid:
-            h = block(h, emb)
+            h, i = self._block(block, h, emb, attend, i)
         for block, up in zip(self.up, self.upsample):
-            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+            h, i = self._block(block, torch.cat([h, skips.pop()], dim=1), emb, attend, i)
             if not isinstance(up, nn.Identity):
                 h = up(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         eps = self.head(h)
         return F.pixel_shuffle(eps, self.patch) if self.patch > 1 else eps  # (B, C, H, W) predicted eps
+
+    @staticmethod
+    def _block(block, h, emb, attend, i):
+        h = block(h, emb)
+        return (attend(h, i) if attend is not None else h), i + 1
 
 
 class DiffusionModel(nn.Module):

@@ -1,8 +1,8 @@
-"""Diffusion scheduler math, written once.
+"""Diffusion scheduler math, graph side (torch); the host side is ``genctl.schedule``.
 
-Host side (numpy): the noise schedule, the timestep sequence of a sampling run and each step's
-coefficients ``alpha_bar_t`` / ``alpha_bar_prev``. Graph side (torch): the forward process used in
-training, the classifier-free guidance combination and the DDIM update. The exported ``step``
+The forward process used in training, the classifier-free guidance combination and the DDIM
+update. The host side (noise schedule, timestep sequence, per-step coefficients) is re-exported
+here so a family needs one import. The exported ``step``
 graph and the torch reference backend run the very same ``ddim_update`` (the torch backend runs the
 module that was exported), so the two cannot drift.
 
@@ -13,57 +13,9 @@ Notation (Ho et al. 2020, "DDPM"; Song et al. 2021, "DDIM"):
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 
-SCHEDULES = ("linear", "cosine")
-
-
-# ------------------------------------------------------------------------------------ host side
-
-def betas_for(kind: str, timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> np.ndarray:
-    """The beta_t of a named schedule, float64 (T,).
-
-    ``linear``: DDPM sec. 4, beta from 1e-4 to 0.02 over T=1000 (rescaled by 1000/T so a shorter
-    schedule destroys the signal as completely). ``cosine``: Nichol & Dhariwal 2021, eq. 17.
-    """
-    if kind == "linear":
-        scale = 1000.0 / timesteps
-        return np.linspace(beta_start * scale, beta_end * scale, timesteps, dtype=np.float64)
-    if kind == "cosine":
-        s = 0.008
-        f = lambda t: math.cos((t / timesteps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
-        return np.array([min(1 - f(t + 1) / f(t), 0.999) for t in range(timesteps)], dtype=np.float64)
-    raise ValueError(f"unknown schedule {kind!r}; expected one of {SCHEDULES}")
-
-
-def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
-    """alpha_bar_t = prod_{s<=t} (1 - beta_s)  (DDPM, the line above eq. 4), float64 (T,)."""
-    return np.cumprod(1.0 - np.asarray(betas, dtype=np.float64))
-
-
-def timesteps(train_timesteps: int, steps: int) -> np.ndarray:
-    """The ``steps`` timesteps of a sampling run, descending, int64 (steps,).
-
-    Evenly spaced from T-1 down to 0 ("trailing" spacing: the first step starts from pure noise at
-    the last training timestep). ``steps == T`` visits every timestep (full DDPM / DDIM).
-    """
-    return np.round(np.linspace(train_timesteps - 1, 0, steps)).astype(np.int64)
-
-
-def step_coefficients(alpha_bar: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha_bar_t, alpha_bar_prev) per step, float32 (steps,) each.
-
-    ``alpha_bar_prev`` of step i is alpha_bar at the next timestep of the run; after the last one
-    it is 1 (x_{-1} is the clean sample, DDIM's alpha_0 := 1), so the last update returns the
-    predicted x_0.
-    """
-    ab_t = alpha_bar[ts]
-    ab_prev = np.concatenate([alpha_bar[ts[1:]], [1.0]])
-    return ab_t.astype(np.float32), ab_prev.astype(np.float32)
-
+from genctl.schedule import SCHEDULES, alphas_cumprod, betas_for, step_coefficients, timesteps  # noqa: F401  (one import for families)
 
 # ----------------------------------------------------------------------------------- graph side
 

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from genctl.bundle import Bundle
+from genctl.errors import ParityError
 from genctl.export import parity
 from genctl.runtime.backends.base import Backend
 
@@ -42,8 +43,8 @@ class GateConfig:
 
 def graph_examples(bundle: Bundle) -> dict[str, dict]:
     """The family's example inputs per graph: they fix non-batch dims and valid integer ranges."""
+    from genctl.checkpoint import load_checkpoint
     from genctl.families import get_family
-    from genctl.training.checkpoint import load_checkpoint
 
     config, _ = load_checkpoint(bundle.source_dir())
     family = get_family(config["family"])
@@ -88,11 +89,12 @@ def output_problem(got: np.ndarray, ref: np.ndarray) -> str | None:
 
 
 def loop_parity(bundle: Bundle, variant: Backend, reference: Backend, precision: str, config: GateConfig) -> dict:
-    """The sampler on both backends with one seed (``Generator.generate(None, n, seed)``)."""
+    """The sampler on both backends with one seed, for the conditions export's loop parity used."""
     from genctl.runtime.generator import Generator
 
-    ref = Generator(bundle, reference).generate(None, n=config.loop_n, seed=config.seed)
-    got = Generator(bundle, variant).generate(None, n=config.loop_n, seed=config.seed)
+    request = bundle.conditions.parity_request()
+    ref = Generator(bundle, reference).generate(request, n=config.loop_n, seed=config.seed)
+    got = Generator(bundle, variant).generate(request, n=config.loop_n, seed=config.seed)
     report: dict = {"seed": config.seed, "n_per_condition": config.loop_n}
     if np.issubdtype(ref.data.dtype, np.integer):
         same = _identical_rows(got.data, ref.data)
@@ -133,7 +135,12 @@ def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: 
 
     if bundle.manifest.get("dataset", {}).get("name") not in DATASETS:
         return {"skipped": "no evaluator: the bundle names no shipped dataset (bring-your-own model)"}
-    if bundle.output_kind == "text":
+    if any(c.takes_prompts for c in bundle.conditions.conditions) and "attributes" in bundle.info:
+        from genctl.eval.prompts import prompt_accuracy
+
+        def evaluate(gen, n_per_class, seed):  # the same number of images as a class-conditioned check
+            return prompt_accuracy(gen, max(1, 10 * n_per_class // 90), seed)["class_accuracy"]
+    elif bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text as evaluate
     elif bundle.output_kind == "image":
         from genctl.eval.images import control_accuracy as evaluate
@@ -191,3 +198,10 @@ def failures(report: dict) -> list[str]:
         out.append(f"control accuracy {control['variant_points']:.1f} vs fp32 {control['fp32_points']:.1f} "
                    f"(drop {control['drop_points']:.1f} > {control['max_drop_points']:.0f} points)")
     return out
+
+
+def gate_error(what: str, report: dict) -> ParityError:
+    """The one-line refusal of a variant or engine set whose gate ``report`` failed."""
+    return ParityError(f"Quality gate for '{what}'", got="; ".join(report["failures"]),
+                       expected=f"every graph and the sampling loop within the {report['precision']} tolerance of fp32",
+                       fix="keep the failing graph in fp32 (--keep-fp32 GRAPH) or pass --force to keep it marked failed; nothing was written")

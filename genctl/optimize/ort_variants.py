@@ -6,8 +6,9 @@
   layout transforms (NCHWc) that ORT documents as tied to the machine that saved them. The fusions
   are chosen for one execution provider (the CPU provider's ``FusedConv`` takes a LeakyRelu
   activation the CUDA provider refuses), so the graph is optimised with the provider it will run
-  on — CUDA where a GPU is usable, else CPU — and that provider is recorded; the backend refuses
-  to load it under another one (see ``runtime.backends.onnxruntime``).
+  on — CUDA where a GPU is usable, else CPU (``runtime.devices.optimization_provider``) — and that
+  provider is recorded; the backend refuses to load it under another one (see
+  ``runtime.backends.onnxruntime``).
 - ``fp16`` — every float initializer and op in float16 with float32 I/O kept (``keep_io_types``),
   via ``onnxruntime.transformers.float16`` (ships with onnxruntime, no extra dependency). Meant for
   GPUs: ORT's CPU provider runs few ops in fp16 and inserts casts around the rest.
@@ -99,12 +100,6 @@ def build_variant(src: Path, dst: Path, precision: str, int8: Int8Options | None
         raise GenctlError(f"Variant '{precision}' of '{src.name}'", got="no file written", expected=str(dst))
     info["seconds"] = round(time.perf_counter() - start, 3)
     return info
-
-
-def optimization_provider(usable: list[str]) -> str:
-    """The provider an ``opt`` graph is optimised for here: CUDA where usable, else CPU (the
-    TensorRT EP compiles its own engines from whatever graph it gets, so it is not a target)."""
-    return "CUDAExecutionProvider" if "CUDAExecutionProvider" in usable else "CPUExecutionProvider"
 
 
 def _optimize(src: Path, dst: Path, provider: str) -> dict:

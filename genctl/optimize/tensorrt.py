@@ -1,10 +1,10 @@
 """TensorRT / TensorRT-RTX engine builder, one engine per graph (one code path for both).
 
 For each graph: ``Builder`` → a *strongly typed* network → ``OnnxParser`` → ``IBuilderConfig``
-with one optimization profile (min/opt/max per input from ``genctl.optimize.profiles``), the
+with one optimization profile (min/opt/max per input from ``genctl.trt.profiles``), the
 target compute capabilities (TensorRT-RTX) or a persisted timing cache (TensorRT) →
 ``build_serialized_network``. Every call that reports failure by its return value is checked.
-What differs between the two modules is the table in ``genctl.optimize.flavors``.
+What differs between the two modules is the table in ``genctl.trt.flavors``.
 
 Precision comes from the graph: fp32 engines from the exported graphs (TF32 off, so fp32 means
 fp32 and the 1e-4 gate applies), fp16 engines from the fp16 ONNX variant, whose sha256 goes into
@@ -20,57 +20,29 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from genctl.optimize.cache import Platform, engine_key, folder_name, key_material, mismatch
-from genctl.optimize.flavors import Flavor, capability_enum, flavor, parse_capabilities, refuse_gpu
-from genctl.optimize.gate import GateConfig, control_samples, run_gate
-from genctl.optimize.profiles import DimRange, bundle_profiles
 from genctl.bundle import Bundle
-from genctl.errors import BackendUnavailable, GenctlError
+from genctl.errors import GenctlError
 from genctl.io import atomic_dir, sha256_file
+from genctl.optimize.gate import GateConfig, control_samples, gate_error, run_gate
 from genctl.spec import GraphSpec
+from genctl.trt.cache import Platform, engine_key, folder_name, key_material, mismatch
+from genctl.trt.flavors import Flavor, capability_enum, flavor, parse_capabilities
+from genctl.trt.gpu import gpu_compute_capability
+from genctl.trt.platform import current_platform, gpu_name, io_mismatch, make_logger
+from genctl.trt.profiles import DimRange, bundle_profiles
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory limit (tactics needing more are skipped)
-log = logging.getLogger("genctl.tensorrt")
-_PLUGINS_READY: set[str] = set()  # modules whose plugin library is registered
 
 
 def import_tensorrt(target: str = "tensorrt"):
     """The ``tensorrt`` (10 or newer) or TensorRT-RTX module, or a one-line BackendUnavailable."""
     return flavor(target).load()
-
-
-def current_platform(target: str = "tensorrt") -> Platform:
-    """Module version, GPU name and compute capability of device 0 (what runs the engines).
-
-    For TensorRT-RTX a GPU outside its compute capabilities is refused here, in one line.
-    """
-    from genctl.runtime.devices import gpu_compute_capability
-
-    fl = flavor(target)
-    trt = fl.load()
-    capability = gpu_compute_capability()
-    name = _gpu_name() if capability else ""
-    refuse_gpu(fl, capability, name)
-    import torch
-
-    if capability is None or not torch.cuda.is_available():
-        raise BackendUnavailable(f"Target '{target}'", got="no CUDA GPU visible to torch",
-                                 expected="an NVIDIA GPU with its driver and a CUDA build of torch",
-                                 fix="run on a GPU machine, or use --target onnxruntime")
-    return Platform(tensorrt=str(trt.__version__), gpu=name, compute_capability=capability, runtime=target)
-
-
-def _gpu_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unknown GPU"
 
 
 def build_platform(fl: Flavor, trt, capabilities: Sequence[str]) -> Platform:
@@ -93,30 +65,6 @@ def engine_sources(bundle: Bundle, precision: str) -> dict[str, tuple[Path, str]
     return {name: (bundle.graph_file(name, precision), record["graphs"][name]["sha256"]) for name in bundle.graphs}
 
 
-def make_logger(trt):
-    """A TensorRT logger that keeps errors (for the one-line message) and sends the rest to logging."""
-
-    class Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
-                self.errors.append(str(msg))
-            elif severity == trt.ILogger.WARNING:
-                log.info("%s", msg)
-
-    logger = Logger()
-    init_plugins = getattr(trt, "init_libnvinfer_plugins", None)
-    if init_plugins is not None and trt.__name__ not in _PLUGINS_READY:  # once per module and process
-        if init_plugins(logger, ""):
-            _PLUGINS_READY.add(trt.__name__)
-        else:
-            log.info("init_libnvinfer_plugins failed; graphs that need a plugin will not parse")
-    return logger
-
-
 def _parse(trt, network, logger, onnx_path: Path, graph: str, label: str) -> None:
     parser = trt.OnnxParser(network, logger)
     ok = parser.parse_from_file(str(onnx_path))
@@ -129,15 +77,6 @@ def _parse(trt, network, logger, onnx_path: Path, graph: str, label: str) -> Non
         got = "; ".join(logger.errors) or "a parse failure"
     raise GenctlError(f"{label} ONNX parser on graph '{graph}'", got=" ".join(got.split())[:300],
                       expected=f"a graph {label} supports", fix="use --target onnxruntime for this bundle")
-
-
-def io_mismatch(spec, inputs: list[str], outputs: list[str]) -> str | None:
-    """How an engine's (or network's) I/O tensor names differ from the GraphSpec, or None."""
-    diffs = []
-    for what, got, want in (("inputs", inputs, spec.input_names), ("outputs", outputs, spec.output_names)):
-        if sorted(got) != sorted(want):
-            diffs.append(f"{what} {sorted(got)} (GraphSpec {sorted(want)})")
-    return "; ".join(diffs) or None
 
 
 def _check(ok: bool, what: str, graph: str, label: str, logger) -> None:
@@ -191,12 +130,10 @@ def _attach_timing_cache(config, path: Path, graph: str, fl: Flavor, logger) -> 
 
 def gate_possible(fl: Flavor, platform: Platform) -> str | None:
     """Why the engines cannot be gated on this machine (None when they can: a GPU that runs them)."""
-    from genctl.runtime.devices import gpu_compute_capability
-
     here = gpu_compute_capability()
     if not fl.aot:
         return None  # TensorRT builds only where it runs
-    probe = Platform(platform.tensorrt, _gpu_name() if here else "none", here or "none", fl.target)
+    probe = Platform(platform.tensorrt, gpu_name() if here else "none", here or "none", fl.target)
     return mismatch({"platform": platform.to_json()}, probe) and \
         f"no GPU of compute capability {platform.compute_capability} here (found: {here or 'no GPU'})"
 
@@ -222,8 +159,6 @@ class EngineSet:
 def build_engines(bundle: Bundle, ranges: Mapping[str, DimRange], precision: str, *, target: str = "tensorrt",
                   capabilities: str | None = None, force: bool = False, gate: GateConfig | None = None) -> dict:
     """Build (or reuse) the engine set for this bundle/profile/precision/platform; gate; record it."""
-    from genctl.runtime.devices import gpu_compute_capability
-
     fl = flavor(target)
     trt = fl.load()
     platform = build_platform(fl, trt, parse_capabilities(capabilities, fl, gpu_compute_capability()))
@@ -267,8 +202,6 @@ def _build_folder(job: EngineSet, no_gate: str | None, gate: GateConfig | None, 
             report = _gate(bundle, fl, job.precision, record, tmp, job.ranges, gate)
             record.update(gate=report, status="passed" if report["passed"] else "failed")
             if not report["passed"] and not force:
-                from genctl.optimize import gate_error
-
                 raise gate_error(f"{fl.target} {job.precision}", report)
     return record
 

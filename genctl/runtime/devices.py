@@ -1,7 +1,8 @@
 """What accelerators are really usable here (without importing torch.cuda or tensorrt eagerly).
 
 Requesting ONNX Runtime's CUDA or TensorRT providers without a GPU prints loud errors, so provider
-lists are built from what this probe finds, not from what the wheel was compiled with.
+lists are built from what this probe finds, not from what the wheel was compiled with. The CUDA
+driver probe (device count, compute capability) is ``genctl.trt.gpu``, re-exported here.
 """
 from __future__ import annotations
 
@@ -13,41 +14,8 @@ import importlib.util
 import shutil
 import subprocess
 
-
-@functools.lru_cache(maxsize=None)
-def _libcuda():
-    """The CUDA driver library after a successful ``cuInit``, or None."""
-    for name in ("libcuda.so.1", "libcuda.so", ctypes.util.find_library("cuda")):
-        if not name:
-            continue
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        return lib if lib.cuInit(0) == 0 else None
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def cuda_device_count() -> int:
-    """Number of CUDA devices the driver reports (0 when there is no driver or no GPU)."""
-    lib, count = _libcuda(), ctypes.c_int(0)
-    if lib is None or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return count.value
-
-
-@functools.lru_cache(maxsize=None)
-def gpu_compute_capability(device: int = 0) -> str | None:
-    """``"8.9"`` for CUDA device ``device`` (from the driver, without torch), or None without a GPU."""
-    lib = _libcuda()
-    if lib is None or device >= cuda_device_count():
-        return None
-    major, minor = ctypes.c_int(0), ctypes.c_int(0)
-    # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75, _MINOR = 76 (cuda.h)
-    if lib.cuDeviceGetAttribute(ctypes.byref(major), 75, device) or lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, device):
-        return None
-    return f"{major.value}.{minor.value}"
+from genctl.trt.flavors import flavor
+from genctl.trt.gpu import cuda_device_count, gpu_compute_capability  # noqa: F401 (re-exported)
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,8 +32,6 @@ def gpu_names() -> list[str]:
 
 def tensorrt_version(target: str = "tensorrt") -> str | None:
     """Version of the ``tensorrt`` (or ``tensorrt-rtx``) Python module, None when not importable."""
-    from genctl.optimize.flavors import flavor
-
     modules = flavor(target).modules
     if importlib.util.find_spec(modules[-1]) is None:
         return None
@@ -87,6 +53,12 @@ def _tensorrt_libs_loadable() -> bool:
             except OSError:
                 continue
     return tensorrt_version() is not None
+
+
+def optimization_provider(usable: list[str]) -> str:
+    """The provider an ``opt`` graph is optimised for here: CUDA where usable, else CPU (the
+    TensorRT EP compiles its own engines from whatever graph it gets, so it is not a target)."""
+    return "CUDAExecutionProvider" if "CUDAExecutionProvider" in usable else "CPUExecutionProvider"
 
 
 def onnxruntime_providers() -> tuple[list[str], list[str]]:

@@ -1,13 +1,16 @@
 """Generator: bundle → backend → sampler. The one entry point for generate, bench, eval and serve."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genctl.bundle import Bundle
-from genctl.conditions import ConditionRows, resolve_controls
+from genctl.checks import MAX_SAMPLES, check_count, check_seed
+from genctl.conditions import ConditionRows, PromptCache, resolve_controls
 from genctl.errors import ConditionError
 from genctl.runtime.backends import open_backend
 from genctl.runtime.backends.base import Backend
@@ -24,6 +27,9 @@ class Generator:
         self.sampler = sampler_class(bundle.sampler["kind"])(bundle)
         self._bitgen = np.random.PCG64(0)
         self._rng = np.random.Generator(self._bitgen)
+        self.prompt_cache = PromptCache()  # encoded prompts of text conditions, shared by every request
+        self._encode_lock = threading.Lock()  # the server validates requests on several threads
+        self.encode_s = 0.0  # seconds the last request spent in the encode stage (0 on a cache hit)
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, backend: str = "auto", precision: str = "fp32") -> "Generator":
@@ -51,10 +57,22 @@ class Generator:
         Raises ``ConditionError`` for a bad request, so one bad request never fails a batch.
         """
         rows, seed, controls, inputs = check_request(self.bundle, conditions, n, seed, self.sampler, **kwargs)
+        rows = self.encode(rows)
         if rng is None:
             rng = np.random.Generator(np.random.PCG64())
             rng.bit_generator.state = pcg64_state(seed)
         return Request(rows, int(n), rng, controls, inputs)
+
+    def encode(self, rows: ConditionRows, cache: bool = True) -> ConditionRows:
+        """The encode stage: conditions with an encoder graph (text prompts) run it once per request,
+        between parsing and the sampler; repeated prompts come from ``prompt_cache``."""
+        if not self.bundle.conditions.encoders:
+            return rows
+        with self._encode_lock:
+            start = time.perf_counter()
+            rows = self.bundle.conditions.encode(rows, self.backend.run, self.prompt_cache if cache else None)
+            self.encode_s = time.perf_counter() - start
+        return rows
 
     def generate_many(self, requests: list[Request]) -> list[Samples]:
         """Run several validated requests with as few sampler loops as they allow; one ``Samples`` each.
@@ -104,7 +122,6 @@ def pcg64_state(seed: int) -> dict:
 
 
 SAMPLER_INPUTS = ("images", "image_labels", "prefix")
-MAX_SAMPLES = 65536  # rows * n per call: the batch dim's limit in every exported graph (torch.export.Dim max)
 
 
 def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, seed: object,
@@ -137,15 +154,3 @@ def check_request(bundle: Bundle, conditions: dict[str, Any] | None, n: object, 
 
 def _is_input(key: str) -> bool:
     return key in SAMPLER_INPUTS
-
-
-def check_count(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ConditionError("-n (samples per condition)", got=repr(n), expected="a positive integer")
-    return int(n)
-
-
-def check_seed(seed: object) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ConditionError("--seed", got=seed, expected="an integer in [0, 2**63)")
-    return int(seed)

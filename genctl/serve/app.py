@@ -19,13 +19,16 @@ import math
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import numpy as np
-from fastapi import FastAPI, Request as HTTPRequest
+from fastapi import FastAPI
+from fastapi import Request as HTTPRequest
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from genctl.bundle import Bundle
 from genctl.errors import GenctlError
 from genctl.runtime.generator import Generator
 from genctl.runtime.samplers.base import Request, Samples
@@ -63,6 +66,10 @@ class GenerateRequest(BaseModel):
     controls: dict[str, Optional[Scalar]] = Field(
         default_factory=dict, description="Sampling controls (temperature, steps, guidance_scale, top_k, ...).")
     prefix: Optional[StrictStr] = Field(None, description="Text models: the start of every generated text.")
+    prompt: Optional[Union[StrictStr, list[StrictStr]]] = Field(
+        None, description="Text-prompted models: the prompt of the text condition, or a list (one grid row each); "
+                          "'' is unconditional. Different prompts in concurrent requests are batched together.",
+        examples=["a bold 7 leaning right"])
     format: Literal["json", "png"] = Field("json", description="Images: 'json' nested lists or 'png' (base64 grid).")
 
 
@@ -95,8 +102,12 @@ def parse_body(gen: Generator, body: Any, config: ServeConfig | None = None) -> 
         if gen.bundle.output_kind != "text":
             raise GenctlError("Request 'prefix'", got="a prefix for an image model", expected="no prefix")
         kwargs["prefix"] = req.prefix
+    conditions = req.conditions
+    if req.prompt is not None:
+        conditions = gen.bundle.conditions.with_prompts(conditions, [req.prompt] if isinstance(req.prompt, str) else req.prompt,
+                                                        subject="Request field 'prompt'")
     try:
-        request = gen.request(req.conditions, n=req.n, seed=req.seed, **kwargs)
+        request = gen.request(conditions, n=req.n, seed=req.seed, **kwargs)
     except (TypeError, ValueError, OverflowError) as exc:  # a value of the right JSON type but unusable
         raise GenctlError("Request", got=f"an unusable value ({exc})", expected="values as described at /docs") from None
     if request.total > config.max_rows:
@@ -136,12 +147,39 @@ def handle_generate(gen: Generator, body: dict, config: ServeConfig | None = Non
     return render(gen, gen.generate_many([request])[0], fmt)
 
 
-def create_app(gen: Generator, config: ServeConfig | None = None) -> FastAPI:
-    """The ASGI app: batcher started and the model warmed in the lifespan, ``/readyz`` true after."""
+def server_backend(bundle: Bundle, backend: str = "auto", precision: str = "fp32") -> str:
+    """The backend a server opens for ``backend``: ONNX Runtime without busy-waiting threads unless
+    options were given. In a server the event loop needs the cores the idle intra-op threads would
+    spin on (batched diffusion on the 2-core box: 26 → 45 rows/s, BENCHMARKS.md)."""
+    from genctl.runtime.backends import auto_backend
+
+    base = auto_backend(bundle, precision) if backend == "auto" else backend
+    return base + "+nospin" if base == "onnxruntime" else backend
+
+
+def load_generator(bundle: str | Path | Bundle, backend: str = "auto", precision: str = "fp32") -> Generator:
+    """``Generator.load`` with the server's backend default (``server_backend``)."""
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+    return Generator.load(bundle, backend=server_backend(bundle, backend, precision), precision=precision)
+
+
+def create_app(gen: Generator | Bundle | str | Path, config: ServeConfig | None = None, *,
+               backend: str | None = None, precision: str | None = None) -> FastAPI:
+    """The ASGI app: batcher started and the model warmed in the lifespan, ``/readyz`` true after.
+
+    ``gen`` is an open Generator (its caller closes it), or a bundle (folder): the app then opens
+    it with ``backend`` / ``precision`` (default ``auto`` / ``fp32``) as ``genctl serve`` does
+    (``load_generator``) and closes it when the lifespan ends.
+    """
     config = config or ServeConfig()
+    owned = not isinstance(gen, Generator)
+    if owned:
+        gen = load_generator(gen, backend or "auto", precision or "fp32")
+    elif backend is not None or precision is not None:
+        raise TypeError("create_app: backend= and precision= open a bundle; this Generator already has its backend")
     state: dict[str, Any] = {"ready": False}
     batcher = Batcher(gen, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms, max_queue=config.max_queue)
-    metrics = Metrics(depth=lambda: batcher.depth)
+    metrics = Metrics(depth=lambda: batcher.depth, prompt_cache=gen.prompt_cache if gen.bundle.conditions.encoders else None)
     batcher.on_batch = metrics.batch
 
     @asynccontextmanager
@@ -155,6 +193,8 @@ def create_app(gen: Generator, config: ServeConfig | None = None) -> FastAPI:
         finally:
             state["ready"] = False
             batcher.stop()
+            if owned:
+                gen.close()
 
     app = FastAPI(title=f"genctl: {gen.bundle.family}", lifespan=lifespan,
                   description="Controlled generation over one bundle; concurrent requests are batched.")
@@ -234,8 +274,9 @@ async def _generate(request: HTTPRequest, gen: Generator, batcher: Batcher, conf
     body = await _read_body(request, config.max_body)
     if isinstance(body, Response):
         return body
-    try:
-        req, fmt = parse_body(gen, body, config)
+    try:  # a text prompt runs the encoder graph while parsing: off the event loop then
+        req, fmt = await asyncio.to_thread(parse_body, gen, body, config) if gen.bundle.conditions.encoders \
+            else parse_body(gen, body, config)
     except GenctlError as exc:
         return _error(400, str(exc))
     try:

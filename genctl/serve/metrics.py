@@ -12,7 +12,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 class Metrics:
     """Requests by status, latency, batch sizes, queue depth and generated rows (counter + last-batch rate)."""
 
-    def __init__(self, depth=lambda: 0):
+    def __init__(self, depth=lambda: 0, prompt_cache=None):
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("genctl_requests", "HTTP requests to /generate by status code", ["status"], registry=r)
@@ -25,6 +25,13 @@ class Metrics:
         self.rows_per_s = Gauge("genctl_rows_per_second", "Rows per second of sampler time in the last batch", registry=r)
         self.queue = Gauge("genctl_queue_depth", "Requests waiting for a batch", registry=r)
         self.queue.set_function(depth)
+        if prompt_cache is not None:  # text-prompted models: the encode stage's cache of encoded prompts
+            hits = Gauge("genctl_prompt_cache_hits", "Prompts answered from the encoded-prompt cache (no encoder run)", registry=r)
+            misses = Gauge("genctl_prompt_cache_misses", "Prompts the encoder graph had to encode", registry=r)
+            size = Gauge("genctl_prompt_cache_size", "Encoded prompts held (bounded LRU)", registry=r)
+            hits.set_function(lambda: prompt_cache.hits)
+            misses.set_function(lambda: prompt_cache.misses)
+            size.set_function(lambda: len(prompt_cache))
 
     def batch(self, stats: BatchStats) -> None:
         """Record one sampler call (the batcher's ``on_batch``)."""

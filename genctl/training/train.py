@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genctl.checkpoint import save_checkpoint
+from genctl.checks import check_seed
 from genctl.data import get_dataset
 from genctl.errors import GenctlError
 from genctl.families import get_family
+from genctl.families.loop import seed_everything
 from genctl.io import check_output_dir
-from genctl.training.checkpoint import save_checkpoint
-from genctl.runtime.generator import check_seed
-from genctl.training.loop import seed_everything
 
 MAX_EPOCHS = 10_000  # recipes use 12-40; a larger number is a typo that would train for days
 

@@ -18,7 +18,7 @@ BACKENDS = {
 
 def backend_class(name: str) -> type[Backend]:
     if name not in BACKENDS:
-        raise GenctlError(f"Backend '{name}'", got="an unknown name", expected=f"one of {sorted(BACKENDS) + ['auto']}")
+        raise _unknown_backend(name)
     module, cls = BACKENDS[name].split(":")
     try:
         return getattr(importlib.import_module(module), cls)
@@ -37,8 +37,8 @@ def auto_backend(bundle: Bundle, precision: str = "fp32") -> str:
         if not (bundle.manifest.get("engines") and cuda_device_count() and tensorrt_version(target)):
             continue
         try:
-            from genctl.optimize.tensorrt import current_platform
             from genctl.runtime.backends.tensorrt import select_record
+            from genctl.trt.platform import current_platform
 
             if select_record(bundle, precision, current_platform(target)).get("status") == "passed":
                 return target
@@ -75,9 +75,31 @@ def backend_options(name: str, options: list[str]) -> dict:
     return kwargs
 
 
+def check_backend_name(name: str) -> tuple[str, list[str]]:
+    """Split ``NAME[+OPTION...]`` and check it against the registries without importing the backend
+    (a missing package is ``open_backend``'s error, on the machine that runs it). ``auto``'s options
+    are checked once a bundle picks the backend; here only that some backend has each of them."""
+    base, *options = name.split("+")
+    if base == "auto":
+        known = {option for table in BACKEND_OPTIONS.values() for option in table}
+        for option in options:
+            if option not in known:
+                raise GenctlError(f"Backend option '+{option}' of 'auto'", got="an unknown option",
+                                  expected=f"one of {['+' + k for k in sorted(known)]}")
+    elif base not in BACKENDS:
+        raise _unknown_backend(base)
+    else:
+        backend_options(base, options)
+    return base, options
+
+
+def _unknown_backend(name: str) -> GenctlError:
+    return GenctlError(f"Backend '{name}'", got="an unknown name", expected=f"one of {sorted(BACKENDS) + ['auto']}")
+
+
 def open_backend(bundle: Bundle, name: str = "auto", precision: str = "fp32") -> Backend:
     """Open ``name`` (``auto``, ``onnxruntime``, ``onnxruntime+iobinding``, ``tensorrt+nocudagraphs``…)."""
-    base, *options = name.split("+")
+    base, options = check_backend_name(name)  # the command line runs the same check while it parses
     base = auto_backend(bundle, precision) if base == "auto" else base
     cls = backend_class(base)
     kwargs = backend_options(base, options)
@@ -86,4 +108,5 @@ def open_backend(bundle: Bundle, name: str = "auto", precision: str = "fp32") ->
     return cls(bundle, precision, **kwargs)
 
 
-__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Backend", "auto_backend", "backend_class", "backend_options", "open_backend"]
+__all__ = ["BACKENDS", "BACKEND_OPTIONS", "Backend", "auto_backend", "backend_class", "backend_options", "check_backend_name",
+           "open_backend"]

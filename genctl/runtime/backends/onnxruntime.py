@@ -9,7 +9,7 @@ from genctl.bundle import Bundle, unreadable_graph
 from genctl.errors import BackendUnavailable
 from genctl.runtime.backends.base import Backend, TorchValues
 from genctl.runtime.backends.bindings import SlotCache, shape_key
-from genctl.runtime.devices import onnxruntime_providers
+from genctl.runtime.devices import onnxruntime_providers, optimization_provider
 
 
 def import_ort():
@@ -67,8 +67,6 @@ def provider_options(bundle: Bundle, providers: list, precision: str) -> list:
 def check_opt_provider(bundle: Bundle, providers: list[str]) -> None:
     """An ``opt`` graph holds fusions for the provider it was optimised with (the CPU provider's
     FusedConv+LeakyRelu fails to load on CUDA); refuse it under another provider, with the fix."""
-    from genctl.optimize.ort_variants import optimization_provider
-
     record = bundle.manifest.get("variants", {}).get("opt", {})
     built = record.get("provider") or next(iter(record.get("provenance", {}).values()), {}).get("provider")
     here = optimization_provider(providers)

@@ -1,7 +1,7 @@
 """TensorRT / TensorRT-RTX backend: runs the engines ``genctl build --target tensorrt[-rtx]`` wrote.
 
 One backend class for both modules (``TensorRTRTXBackend`` only names its flavor; what differs is
-the table in ``genctl.optimize.flavors``). One ``ICudaEngine`` + execution context per graph,
+the table in ``genctl.trt.flavors``). One ``ICudaEngine`` + execution context per graph,
 deserialized with ``Runtime``. The build record is chosen by precision, module and the *running*
 platform: an engine is never loaded on another GPU or module version (TensorRT-RTX engines on any
 GPU of the capability list they were built for); the error says to rebuild. TensorRT-RTX without
@@ -34,28 +34,26 @@ ONNX int64 I/O as INT64, older parsers cast to INT32; either way the feed is cas
 ``engine.get_tensor_dtype`` (values are class/token indices, far inside int32) and outputs are cast
 back to the GraphSpec's dtype.
 
-None of this has run: the development machines have no GPU, the full ``tensorrt`` package cannot be
-installed here, and TensorRT-RTX engines (built here, on the CPU) need a GPU of compute capability
-8.0/8.6/8.9/12.x to run. The capture policy, record selection, I/O comparison and the refusals are
-tested on CPU; the rest is under ``pytest -m gpu`` (tests/test_tensorrt.py, tests/test_tensorrt_rtx.py).
+The capture policy, record selection, I/O comparison and the refusals are tested on CPU; loading
+and running engines (through the quality gate, against ONNX Runtime) under ``pytest -m gpu``
+(tests/test_tensorrt.py, tests/test_tensorrt_rtx.py).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from genctl.optimize.cache import mismatch
-from genctl.optimize.flavors import flavor
-from genctl.optimize.profiles import check_shapes
 from genctl.bundle import Bundle
 from genctl.errors import BackendUnavailable, BundleError
 from genctl.io import sha256_file
 from genctl.runtime.backends.base import Backend, TorchValues
-
+from genctl.trt.cache import mismatch
+from genctl.trt.flavors import flavor
+from genctl.trt.platform import current_platform, io_mismatch, make_logger
+from genctl.trt.profiles import check_shapes
 
 ALIGNMENT = 256  # bytes: TensorRT's I/O address alignment
 
@@ -126,13 +124,11 @@ class Captured:
 
 
 class TensorRTBackend(Backend):
-    name = "tensorrt"  # also the flavor (genctl.optimize.flavors.FLAVORS)
+    name = "tensorrt"  # also the flavor (genctl.trt.flavors.FLAVORS)
     precisions = ("fp32", "fp16")
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", record: dict | None = None,
                  engine_dir: Path | None = None, cuda_graphs: bool = True):
-        from genctl.optimize.tensorrt import current_platform, make_logger
-
         super().__init__(bundle, precision)
         self.flavor = flavor(self.name)
         trt = self.flavor.load()
@@ -169,7 +165,8 @@ class TensorRTBackend(Backend):
                               expected=f"sha256 {digest[:12]}… from the manifest", fix=self._fix())
         engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
-            raise BackendUnavailable(f"{self.flavor.label} engine '{path}'", got=f"an engine this runtime cannot deserialize ({'; '.join(self.logger.errors)[:200]})",
+            raise BackendUnavailable(f"{self.flavor.label} engine '{path}'",
+                                     got=f"an engine this runtime cannot deserialize ({'; '.join(self.logger.errors)[:200]})",
                                      expected=f"an engine built with {self.flavor.label} {self.platform.tensorrt}", fix=self._fix())
         self._check_io(engine, graph)
         return engine
@@ -178,8 +175,6 @@ class TensorRTBackend(Backend):
         """The engine's I/O tensors and input profiles must be the GraphSpec's and the build record's."""
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == self.trt.TensorIOMode.INPUT]
-        from genctl.optimize.tensorrt import io_mismatch
-
         diff = io_mismatch(self.bundle.graphs[graph], inputs, [n for n in names if n not in inputs])
         for name in inputs if diff is None else ():
             built = [list(s) for s in engine.get_tensor_profile_shape(name, 0)]

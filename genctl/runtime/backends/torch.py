@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from genctl.bundle import Bundle
+from genctl.checkpoint import load_checkpoint
 from genctl.errors import BackendUnavailable
 from genctl.runtime.backends.base import Backend, TorchValues
-from genctl.training.checkpoint import load_checkpoint
 
 
 def load_modules(bundle: Bundle) -> dict[str, torch.nn.Module]:

@@ -1,6 +1,6 @@
 """Autoregressive sampling: prompt once, then one token per step with the state fed back.
 
-Two modes, named by the manifest's ``sampler.mode``:
+Three modes, named by the manifest's ``sampler.mode``:
 - ``recurrent`` (charrnn): the ``step`` graph eats BOS and the prefix one token at a time, then
   every generated token; ``hidden_out`` feeds ``hidden``.
 - ``kv_cache`` (chartransformer): ``prefill`` runs BOS + prefix in one call, then ``decode`` runs
@@ -27,20 +27,22 @@ from typing import Any
 import numpy as np
 
 from genctl.conditions import ConditionRows, Control
-from genctl.data.names import BOS, EOS, PAD, check_text, decode
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
+from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 from genctl.runtime.samplers.graph_pick import TOKEN, mode_for
+from genctl.vocab import BOS, EOS, PAD, check_text, decode
 
 
 class AutoregressiveSampler(Sampler):
     kind = "autoregressive"
+    label = "Text"
     inputs = ("prefix",)
     controls = [
         Control("temperature", float, 1.0, low=0.0, help="softmax temperature (0 = greedy)"),
         Control("top_k", int, 0, low=0, help="sample among the k most likely tokens (0 = all)"),
-        Control("top_p", float, 1.0, low=0.0, high=1.0, low_open=True, help="nucleus: smallest set with this much probability"),
+        Control("top_p", float, 1.0, low=0.0, high=1.0, low_open=True,
+                help="sample among the fewest most likely tokens holding this much probability (nucleus; 1 = all)"),
         Control("max_new_tokens", int, 0, low=0, help="new tokens per sequence, EOS included (0 = until the context is full)"),
     ]
 

@@ -50,7 +50,8 @@ class Request:
 
 class Sampler:
     kind: ClassVar[str]
-    controls: ClassVar[list[Control]] = []
+    label: ClassVar[str] = ""  # what the command line's help calls these models: "Text: softmax temperature ..."
+    controls: ClassVar[list[Control]] = []  # each control's ``help`` is its command-line option's help too
     inputs: ClassVar[tuple[str, ...]] = ()  # sampler inputs beyond conditions (Generator.generate kwargs)
 
     def __init__(self, bundle: Bundle):

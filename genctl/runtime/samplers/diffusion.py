@@ -4,7 +4,7 @@ The loop is backend-agnostic and its state stays where the backend computes: x_t
 value (numpy, or a device tensor under IO binding / TensorRT) fed back step after step and brought
 to the host once at the end. The timestep sequence and each step's (alpha_bar_t, alpha_bar_prev)
 (uploaded once, a row per step) come from the schedule in the manifest (``info.schedule.betas``) via
-``genctl.families.schedule``; x_T and every per-step noise tensor come from the seeded ``rng``, so
+``genctl.schedule``; x_T and every per-step noise tensor come from the seeded ``rng``, so
 the same seed gives the same samples on every backend.
 
 ``sampler=ddim`` uses the ``eta`` control (0 = deterministic); ``sampler=ddpm`` is DDIM with eta = 1
@@ -18,20 +18,21 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from genctl import schedule
 from genctl.conditions import Control
 from genctl.errors import BundleError, ConditionError
-from genctl.families import schedule
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
+from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 
 
 class DiffusionSampler(Sampler):
     kind = "diffusion"
+    label = "Diffusion"
     controls = [
         Control("steps", int, 50, low=1, help="denoising steps (1..T, the training timesteps)"),
         Control("guidance_scale", float, 3.0, low=0.0, high=1000.0,
-                help="classifier-free guidance: 0 unconditional, 1 conditional, >1 guided"),
-        Control("eta", float, 0.0, low=0.0, high=1.0, help="DDIM noise: 0 deterministic, 1 = DDPM variance"),
+                help="classifier-free guidance (0 = unconditional, 1 = conditional, >1 = guided)"),
+        Control("eta", float, 0.0, low=0.0, high=1.0, help="DDIM noise (0 = deterministic, 1 = DDPM's variance)"),
         Control("sampler", str, "ddim", choices=("ddim", "ddpm"), help="ddim (uses eta) or ddpm (eta = 1)"),
     ]
 

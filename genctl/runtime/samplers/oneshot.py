@@ -14,11 +14,12 @@ import numpy as np
 from genctl.conditions import ConditionRows, Control
 from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
-from genctl.runtime.samplers.base import Request, Samples, Sampler, condition_feeds, split
+from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 
 
 class OneShotSampler(Sampler):
     kind = "oneshot"
+    label = "One-shot"
     inputs = ("images", "image_labels")  # re-conditioning (cvae: encode graph)
     controls = [Control("temperature", float, 1.0, low=0.0, high=10.0, help="noise scale (1 = the prior)")]
 

@@ -24,7 +24,7 @@ class Platform:
     tensorrt: str  # version of the module that built / runs the engine
     gpu: str  # "NVIDIA H100 80GB HBM3"; "any" for an engine built for a capability list
     compute_capability: str  # "9.0"; "8.0,8.6,8.9,12.0" for a capability list
-    runtime: str = "tensorrt"  # "tensorrt" or "tensorrt-rtx" (genctl.optimize.flavors)
+    runtime: str = "tensorrt"  # "tensorrt" or "tensorrt-rtx" (genctl.trt.flavors)
 
     def to_json(self) -> dict:
         return asdict(self)
