@@ -135,7 +135,9 @@ def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: 
 
     if bundle.manifest.get("dataset", {}).get("name") not in DATASETS:
         return {"skipped": "no evaluator: the bundle names no shipped dataset (bring-your-own model)"}
-    if any(c.takes_prompts for c in bundle.conditions.conditions) and "attributes" in bundle.info:
+    if any(c.takes_prompts for c in bundle.conditions.conditions):
+        if "attributes" not in bundle.info:  # e.g. an untrained (epochs=0) export: no caption thresholds to score against
+            return {"skipped": "no evaluator: a text-prompted bundle without measured attributes (info.attributes)"}
         from genctl.eval.prompts import prompt_accuracy
 
         def evaluate(gen, n_per_class, seed):  # the same number of images as a class-conditioned check

@@ -134,11 +134,15 @@ def guidance_figure(report: Mapping[str, Any], *, title: str, device: str | None
     fig, ax = plt.subplots(figsize=(7, 4.4), dpi=100)
     ax.plot(scales, [100 * v["accuracy"] for _, v in points], marker="o", color=COLORS[0], linewidth=2,
             label="control accuracy (evaluator)")
+    for key, style in (("thickness", "--"), ("slant", "-.")):  # text prompts: attributes measured on the images
+        if all(key in v for _, v in points):
+            ax.plot(scales, [100 * v[key] for _, v in points], marker="^", color=COLORS[2 if key == "thickness" else 3],
+                    linewidth=1.6, linestyle=style, label=f"{key} as prompted (measured)")
     if "evaluator_test_accuracy" in report:
         ax.axhline(100 * report["evaluator_test_accuracy"], color=COLORS[0], linestyle=":", linewidth=1.2,
                    label="evaluator on real test digits")
     ax.set_xlabel("guidance scale w")
-    ax.set_ylabel("control accuracy, %")
+    ax.set_ylabel("control accuracy, %" + (" (held-out prompts)" if "held_out_prompts" in report else ""))
     ax.set_ylim(0, 102)
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
