@@ -21,17 +21,18 @@ def load(bundle, backend: str = "auto", precision: str = "fp32"):
 
 
 def export_model(module, out, *, loop, conditions=(), factory=None, kwargs=None, evaluate_on=None, overwrite=False,
-                 text_encoder=None, tokenizer=None, text_encoder_factory=None, text_encoder_kwargs=None):
+                 text_encoder=None, tokenizer=None, text_encoder_factory=None, text_encoder_kwargs=None, verbose=False):
     """Export your own conditional ``nn.Module`` to a bundle (see ``genctl.byo.export.export_model``).
 
     With a ``genctl.Text`` condition the bundle also gets the text encoder: ``text_encoder=None`` is the
-    shipped all-MiniLM-L6-v2; your own needs ``tokenizer=`` (a tokenizer.json path).
+    shipped all-MiniLM-L6-v2; your own needs ``tokenizer=`` (a tokenizer.json path). ``verbose=True`` shows
+    the exporter's log (otherwise a failure is one line naming its cause).
     """
     from genctl.byo.export import export_model as _export_model
 
     return _export_model(module, out, loop=loop, conditions=conditions, factory=factory, kwargs=kwargs,
                          evaluate_on=evaluate_on, overwrite=overwrite, text_encoder=text_encoder, tokenizer=tokenizer,
-                         text_encoder_factory=text_encoder_factory, text_encoder_kwargs=text_encoder_kwargs)
+                         text_encoder_factory=text_encoder_factory, text_encoder_kwargs=text_encoder_kwargs, verbose=verbose)
 
 
 def export(checkpoint, out, *, overwrite: bool = False):

@@ -24,6 +24,28 @@ def set_verbose(on: bool) -> None:
 
 
 @contextlib.contextmanager
+def verbose_for(on: bool) -> Iterator[None]:
+    """``set_verbose(True)`` for the block when ``on`` (the Python API's ``verbose=True``); restored after.
+
+    ``on=False`` changes nothing (a CLI run with ``--verbose`` stays verbose).
+    """
+    global VERBOSE
+    if not on or VERBOSE:
+        yield
+        return
+    levels = {name: logging.getLogger(name).level for name in _NOISY}
+    VERBOSE = True
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        VERBOSE = False
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
 def quiet() -> Iterator[io.StringIO]:
     """Silence warnings, noisy loggers and stray prints inside the block unless verbose.
 
@@ -36,8 +58,8 @@ def quiet() -> Iterator[io.StringIO]:
     saved = {name: logging.getLogger(name).level for name in _NOISY}
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+    try:  # stderr too: the dynamo exporter prints the traced graph there when it fails
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             warnings.simplefilter("ignore")
             yield buf
     finally:

@@ -1,7 +1,9 @@
 """Character vocabularies of the text families: token ids, encoding and decoding, prefix checks.
 
 Ids: ``PAD=0, BOS=1, EOS=2``, then one token per character. A sequence is ``BOS c1 .. cn EOS``
-padded with PAD to ``max_len``. Shared by the datasets that build a vocabulary, the families that
+padded with PAD to ``max_len``. A bring-your-own model may bring its own vocabulary instead: a list
+of tokens (strings of any length) with its own special ids (``model_vocab``); ``decode`` and
+``check_text`` take those ids (``specials``), and default to genctl's. Shared by the datasets that build a vocabulary, the families that
 train on it and the autoregressive sampler that decodes it, so it sits below all of them.
 """
 from __future__ import annotations
@@ -14,6 +16,22 @@ SPECIALS = ("<pad>", "<bos>", "<eos>")
 PAD, BOS, EOS = 0, 1, 2
 
 
+def model_vocab(vocab, bos: int | None = None, eos: int | None = None,
+                pad: int | None = None) -> tuple[list[str], dict[str, int]]:
+    """``(tokens, {"pad", "bos", "eos"})`` of a text model. Without special ids ``vocab`` is characters
+    behind genctl's three specials; with them it is the model's whole vocabulary, ids as given (a
+    model without a pad token pads with its EOS)."""
+    if bos is None and eos is None and pad is None:
+        return [*SPECIALS, *vocab], {"pad": PAD, "bos": BOS, "eos": EOS}
+    return list(vocab), {"pad": eos if pad is None else pad, "bos": bos, "eos": eos}
+
+
+def special_ids(special_tokens: dict | None) -> dict[str, int]:
+    """A manifest's ``special_tokens`` (genctl's ids when absent) as ``{"pad", "bos", "eos"}`` ints."""
+    given = special_tokens or {}
+    return {k: int(given.get(k, default)) for k, default in (("pad", PAD), ("bos", BOS), ("eos", EOS))}
+
+
 def encode(text: str, vocab: tuple[str, ...], max_len: int | None = None) -> list[int]:
     """``BOS chars EOS`` token ids (padded with PAD to ``max_len`` when given)."""
     index = {t: i for i, t in enumerate(vocab)}
@@ -21,29 +39,49 @@ def encode(text: str, vocab: tuple[str, ...], max_len: int | None = None) -> lis
     return ids + [PAD] * ((max_len or len(ids)) - len(ids))
 
 
-def decode(ids, vocab: tuple[str, ...] | list[str]) -> str:
-    """Characters up to the first EOS; specials are skipped."""
+def decode(ids, vocab: tuple[str, ...] | list[str], specials: dict[str, int] | None = None) -> str:
+    """Tokens up to the first EOS, joined; specials are skipped (``specials``: the model's ids, default genctl's)."""
+    eos, skip = _specials(specials)
     out = []
     for i in ids:
         i = int(i)
-        if i == EOS:
+        if i == eos:
             break
-        if i >= len(SPECIALS):
+        if i not in skip:
             out.append(vocab[i])
     return "".join(out)
 
 
+def _specials(specials: dict[str, int] | None) -> tuple[int, frozenset[int]]:
+    if specials is None:
+        return EOS, frozenset(range(len(SPECIALS)))
+    ids = special_ids(specials)
+    return ids["eos"], frozenset(ids.values())
+
+
 @functools.lru_cache(maxsize=8)
-def char_index(vocab: tuple[str, ...]) -> dict[str, int]:
-    """Character -> token id (specials excluded), cached per vocabulary."""
-    return {t: i for i, t in enumerate(vocab) if i >= len(SPECIALS)}
+def char_index(vocab: tuple[str, ...], skip: frozenset[int] | None = None) -> dict[str, int]:
+    """Token string -> token id (specials excluded: ``skip``, default genctl's three), cached per vocabulary."""
+    skip = frozenset(range(len(SPECIALS))) if skip is None else skip
+    return {t: i for i, t in enumerate(vocab) if i not in skip and t}
 
 
-def check_text(text: str, vocab: tuple[str, ...] | list[str], subject: str = "--prefix") -> list[int]:
-    """Token ids of ``text`` (no BOS/EOS); a character outside the vocabulary is a ConditionError."""
-    index = char_index(tuple(vocab))
-    bad = sorted({c for c in text if c not in index})
-    if bad:
-        raise ConditionError(subject, got=f"{text!r} with characters outside the vocabulary {bad}",
-                             expected=f"characters of the model's {len(index)}-character vocabulary (e.g. {''.join(list(index)[:20])}...)")
-    return [index[c] for c in text]
+def check_text(text: str, vocab: tuple[str, ...] | list[str], subject: str = "--prefix",
+               specials: dict[str, int] | None = None) -> list[int]:
+    """Token ids of ``text`` (no BOS/EOS), longest token first; text no token covers is a ConditionError."""
+    index = char_index(tuple(vocab), _specials(specials)[1])
+    longest = max((len(t) for t in index), default=1)
+    ids, pos = [], 0
+    while pos < len(text):
+        for size in range(min(longest, len(text) - pos), 0, -1):
+            tok = index.get(text[pos:pos + size])
+            if tok is not None:
+                ids.append(tok)
+                pos += size
+                break
+        else:
+            bad = sorted({c for c in text if not any(c in t for t in index)}) or [text[pos:pos + 10]]
+            raise ConditionError(subject, got=f"{text!r} with characters outside the vocabulary {bad}",
+                                 expected=f"characters of the model's {len(index)}-character vocabulary (e.g. {''.join(list(index)[:20])}...)"
+                                 if longest == 1 else f"text made of the model's {len(index)} tokens (e.g. {' '.join(list(index)[:20])} ...)")
+    return ids

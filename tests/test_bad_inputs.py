@@ -298,10 +298,11 @@ SERVE_ROWS = [
     ({"n": "lots"}, ["'n'", "got 'lots'", "valid integer"]),
     ({"n": 10**9}, ["'n'", "got 1000000000", "[1, 1024]"]),
     ({"conditions": {"label": 99}}, ["Condition 'label'", "got 99"]),
-    ({"controls": {"temperature": float("nan")}}, ["--temperature", "got NaN"]),
-    ({"controls": {"temperature": "hot"}}, ["--temperature", "got 'hot'", "expected a float"]),
-    ({"controls": {"steps": 3}}, ["Control 'steps'", "one of ['temperature']"]),
-    ({"seed": -1}, ["--seed", "got -1"]),
+    ({"controls": {"temperature": float("nan")}}, ["Request field 'controls.temperature'", "got NaN"]),
+    ({"controls": {"temperature": "hot"}}, ["Request field 'controls.temperature'", "got 'hot'", "expected a float"]),
+    ({"controls": {"steps": 3}}, ["Request field 'controls.steps'", "one of ['temperature']"]),
+    ({"seed": -1}, ["Request field 'seed'", "got -1"]),
+    ({"seed": -5}, ["Request field 'seed' | got -5 | "]),
 ]
 
 

@@ -83,4 +83,4 @@ def test_train_export_generate_on_a_user_folder_and_csv(tmp_path):
     res = runner.invoke(app, ["train", "charrnn", "--dataset", str(tmp_path / "w.txt"), "--epochs", "1", "--out", str(tmp_path / "rnn")])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["train", "charrnn", "--dataset", str(root), "--out", str(tmp_path / "x")])
-    assert res.exit_code == 1 and "got a image dataset" in res.output
+    assert res.exit_code == 1 and "got an image dataset" in res.output

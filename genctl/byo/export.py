@@ -34,7 +34,8 @@ from genctl.errors import GenctlError
 def export_model(module: nn.Module, out: str | Path, *, loop: Loop, conditions: Sequence[Condition] = (),
                  factory: str | None = None, kwargs: dict[str, Any] | None = None, evaluate_on: str | None = None,
                  overwrite: bool = False, text_encoder: nn.Module | None = None, tokenizer: str | Path | None = None,
-                 text_encoder_factory: str | None = None, text_encoder_kwargs: dict[str, Any] | None = None):
+                 text_encoder_factory: str | None = None, text_encoder_kwargs: dict[str, Any] | None = None,
+                 verbose: bool = False):
     """Export a user's conditional model to a bundle every genctl command accepts; returns the Bundle.
 
     ``loop``: ``OneShot(noise_shape=...)``, ``Diffusion(sample_shape=..., null=...)``,
@@ -48,12 +49,23 @@ def export_model(module: nn.Module, out: str | Path, *, loop: Loop, conditions: 
     or a module ``forward(input_ids, attention_mask) -> (states (B, L, D), pooled (B, D))`` with
     ``tokenizer`` the path of its ``tokenizer.json``; a module other than a BERT ``SentenceEncoder``
     is rebuilt by ``text_encoder_factory(**text_encoder_kwargs)`` (default: its class).
+    ``verbose``: let the exporter's log and warnings through for this call (as the CLI's ``--verbose``);
+    otherwise an export failure is one line naming its first real cause and nothing else is printed.
     """
+    from genctl.logs import verbose_for
+
+    with verbose_for(verbose):
+        return _export_model(module, out, loop=loop, conditions=conditions, factory=factory, kwargs=kwargs,
+                             evaluate_on=evaluate_on, overwrite=overwrite,
+                             text=TextEncoderArgs(text_encoder, tokenizer, text_encoder_factory, text_encoder_kwargs))
+
+
+def _export_model(module: nn.Module, out: str | Path, *, loop: Loop, conditions: Sequence[Condition], factory: str | None,
+                  kwargs: dict[str, Any] | None, evaluate_on: str | None, overwrite: bool, text: TextEncoderArgs):
     from genctl.checkpoint import write_checkpoint_files
     from genctl.export import export_bundle
     from genctl.families.custom import WithTextEncoder
 
-    text = TextEncoderArgs(text_encoder, tokenizer, text_encoder_factory, text_encoder_kwargs)
     config, encoder = byo_config(module, loop=loop, conditions=conditions, factory=factory, kwargs=kwargs,
                                  evaluate_on=evaluate_on, text=text, with_encoder=True)
     module.eval()
@@ -87,7 +99,7 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
                           expected="genctl.byo.OneShot, Diffusion, NextToken or Recurrent")
     loop.check()
     schema = _schema(conditions)
-    _check_evaluate_on(evaluate_on, schema)
+    evaluated = _check_evaluate_on(evaluate_on, schema)
     if isinstance(loop, Diffusion):
         _check_nulls(loop.null, schema)
     encoder, text_section = text_encoder_section(schema, text or TextEncoderArgs(), loop)
@@ -100,7 +112,7 @@ def byo_config(module: nn.Module, *, loop: Loop, conditions: Sequence[Condition]
     _check_rebuild(module, factory, kwargs)
     if text_section:
         byo["text_encoder"] = text_section
-    dataset = {"name": evaluate_on or "custom", "label_names": _label_names(schema)}
+    dataset = {"name": evaluate_on or "custom", "label_names": _label_names(schema), **evaluated}
     if output_shape and len(output_shape) == 3:
         dataset["shape"] = output_shape
     config = {"family": "custom", "dataset": dataset, "hparams": {}, "byo": byo, "train": {}}
@@ -269,18 +281,24 @@ def _check_nulls(nulls: dict, schema: ConditionSchema) -> None:
             raise GenctlError(f"Diffusion null '{name}'", got=repr(value), expected=exc.expected) from None
 
 
-def _check_evaluate_on(name: str | None, schema: ConditionSchema) -> None:
+def _check_evaluate_on(name: str | None, schema: ConditionSchema) -> dict:
+    """A shipped dataset, or the user's labelled data (a path: its name, path and content hash are
+    recorded, so eval and the build gate find it as for ``genctl train --dataset PATH``)."""
     if name is None:
-        return
+        return {}
     from genctl.data import DATASETS, get_dataset
+    from genctl.data.user import is_user_dataset
 
-    if name not in DATASETS:
-        raise GenctlError("export_model evaluate_on", got=repr(name), expected=f"one of {sorted(DATASETS)} or None")
-    labels = list(get_dataset(name).label_names)
+    if name not in DATASETS and not is_user_dataset(str(name)):
+        raise GenctlError("export_model evaluate_on", got=repr(name),
+                          expected=f"one of {sorted(DATASETS)}, a path to your labelled data, or None")
+    ds = get_dataset(str(name))
+    labels = list(ds.label_names)
     first = schema.conditions[0] if schema.conditions else None
     if first is None or list(first.classes) != labels:
         raise GenctlError(f"export_model evaluate_on='{name}'", got=f"first condition {first.describe() if first else 'none'}",
                           expected=f"a first Categorical condition with the dataset's labels {labels}")
+    return {"name": ds.name, "path": ds.source, "content_hash": ds.content_hash} if getattr(ds, "source", None) else {}
 
 
 def _json_kwargs(kwargs: dict | None, what: str = "export_model kwargs") -> dict:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from genctl.errors import GenctlError
 from genctl.schedule import SCHEDULES
+from genctl.vocab import model_vocab
 
 
 @dataclass(kw_only=True)
@@ -62,16 +63,25 @@ class NextToken:
     """``logits = forward(tokens, *conditions)``, tokens (B, T) int64, logits (B, V) or (B, T, V); no cache.
 
     ``vocab``: the characters; token ids are 0 pad, 1 bos, 2 eos, then 3 + the character's index,
-    so V = 3 + len(vocab). ``context``: the longest sequence the model takes (BOS included).
+    so V = 3 + len(vocab). Or the model's own vocabulary: a list of every token (any strings) with
+    its special ids, ``vocab=["<s>", "</s>", "<pad>", "a", ...], bos=0, eos=1, pad=2`` (V = len(vocab);
+    ``pad`` may be left out: EOS pads). ``context``: the longest sequence the model takes (BOS included).
     """
 
     vocab: str | list[str]
     context: int
+    bos: int | None = None
+    eos: int | None = None
+    pad: int | None = None
     kind: ClassVar[str] = "autoregressive"
     leading: ClassVar[tuple[str, ...]] = ("tokens",)
 
     def check(self) -> None:
         _check_text(self)
+
+    def tokens(self) -> tuple[list[str], dict[str, int]]:
+        """The whole vocabulary (specials included) and the special ids (``genctl.vocab.model_vocab``)."""
+        return model_vocab(self.vocab, self.bos, self.eos, self.pad)
 
 
 @dataclass(kw_only=True)
@@ -79,12 +89,16 @@ class Recurrent:
     """``logits, state = forward(token, state, *conditions)``, token (B,) int64, state from zeros.
 
     ``state``: a shape with ``"batch"`` for a single tensor (``("batch", 64)``), or a dict
-    ``{name: shape}`` when ``state`` is a tuple in that order (LSTM ``(h, c)``).
+    ``{name: shape}`` when ``state`` is a tuple in that order (LSTM ``(h, c)``). ``vocab`` (+ ``bos``,
+    ``eos``, ``pad``) as for ``NextToken``.
     """
 
     vocab: str | list[str]
     context: int
     state: Any
+    bos: int | None = None  # the model's own special ids, as for NextToken
+    eos: int | None = None
+    pad: int | None = None
     kind: ClassVar[str] = "recurrent"
     leading: ClassVar[tuple[str, ...]] = ("token", "state")
 
@@ -94,6 +108,9 @@ class Recurrent:
             if list(shape).count("batch") != 1 or not all(isinstance(d, int) and d > 0 or d == "batch" for d in shape):
                 raise GenctlError(f"Recurrent state '{name}'", got=repr(shape),
                                   expected="a shape of positive ints with exactly one \"batch\" axis, e.g. (\"batch\", 64)")
+
+    def tokens(self) -> tuple[list[str], dict[str, int]]:
+        return model_vocab(self.vocab, self.bos, self.eos, self.pad)
 
     def states(self) -> dict[str, list]:
         if isinstance(self.state, dict):
@@ -111,6 +128,9 @@ def decl_json(loop: Loop) -> dict:
         data["state"], data["state_is_tuple"] = loop.states(), isinstance(loop.state, dict)
     if isinstance(loop, (NextToken, Recurrent)):
         data["vocab"] = list(loop.vocab)
+        for key in ("bos", "eos", "pad"):  # genctl's ids: no keys, so such bundles read as before
+            if data[key] is None:
+                del data[key]
     for key in ("noise_shape", "sample_shape"):
         if key in data:
             data[key] = [int(d) for d in data[key]]
@@ -123,8 +143,25 @@ def _positive_shape(what: str, shape) -> None:
 
 
 def _check_text(loop) -> None:
+    what = type(loop).__name__
     chars = list(loop.vocab)
-    if not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
-        raise GenctlError(f"{type(loop).__name__} vocab", got=repr(loop.vocab)[:60], expected="distinct single characters")
+    own = (loop.bos, loop.eos, loop.pad) != (None, None, None)
+    if own:  # the model's own vocabulary and special ids
+        if isinstance(loop.vocab, str) or not chars or not all(isinstance(t, str) for t in chars) or len(set(chars)) != len(chars):
+            raise GenctlError(f"{what} vocab", got=repr(loop.vocab)[:60],
+                              expected="a list of distinct token strings, the special tokens included (with bos/eos/pad ids)")
+        for key in ("bos", "eos") + (("pad",) if loop.pad is not None else ()):
+            value = getattr(loop, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(chars):
+                raise GenctlError(f"{what} {key}", got=repr(value),
+                                  expected=f"a token id in 0..{len(chars) - 1} (the index of the {key} token in vocab)")
+        if loop.bos == loop.eos or loop.pad == loop.bos:
+            raise GenctlError(f"{what} special ids", got=f"bos={loop.bos} eos={loop.eos} pad={loop.pad}",
+                              expected="bos distinct from eos and pad (pad may equal eos)")
+        if len(chars) - len({loop.bos, loop.eos, loop.pad} - {None}) < 1:
+            raise GenctlError(f"{what} vocab", got=f"{len(chars)} tokens, all special", expected="at least one ordinary token")
+    elif not chars or any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+        raise GenctlError(f"{what} vocab", got=repr(loop.vocab)[:60], expected="distinct single characters",
+                          fix="or declare the model's own vocabulary with its special ids: vocab=[...], bos=..., eos=..., pad=...")
     if not isinstance(loop.context, int) or loop.context < 2:
         raise GenctlError(f"{type(loop).__name__} context", got=loop.context, expected="an integer >= 2 (BOS + one token)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -15,7 +16,6 @@ from genctl.byo.loops import Diffusion, NextToken, OneShot, Recurrent
 from genctl.conditions import ConditionSchema
 from genctl.errors import GenctlError
 from genctl.families.custom import condition_examples
-from genctl.vocab import SPECIALS
 
 POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -54,9 +54,10 @@ def check_forward(module: nn.Module, loop, schema: ConditionSchema) -> list[str]
     return [p.name for p in positional[:len(loop.leading)]]
 
 
-def example_inputs(loop, schema: ConditionSchema, batch: int = 2) -> list:
-    """The positional arguments genctl will feed, at batch 2."""
-    conds = list(condition_examples(schema, batch).values())
+def example_inputs(loop, schema: ConditionSchema, batch: int = 2, feeds: dict | None = None, tokens: int | None = None) -> list:
+    """The positional arguments genctl will feed, at batch 2 (``feeds``: condition inputs to use instead of the
+    examples; ``tokens``: a NextToken sequence length other than 3)."""
+    conds = list({**condition_examples(schema, batch), **(feeds or {})}.values())
     if isinstance(loop, OneShot):
         return [torch.randn(batch, *loop.noise_shape), *conds]
     if isinstance(loop, Diffusion):
@@ -64,7 +65,10 @@ def example_inputs(loop, schema: ConditionSchema, batch: int = 2) -> list:
         t = t.to(torch.float32) * loop.t_scale if loop.t_dtype == "float32" else t
         return [torch.randn(batch, *loop.sample_shape), t, *conds]
     if isinstance(loop, NextToken):
-        return [torch.randint(0, len(SPECIALS) + len(loop.vocab), (batch, min(3, loop.context))), *conds]
+        vocab = len(loop.tokens()[0])  # genctl's 3 specials + the characters, or the model's own vocabulary
+        ids = torch.randint(0, vocab, (batch, tokens or min(3, loop.context)), generator=torch.Generator().manual_seed(0))
+        ids[:, -1] = vocab - 1  # the largest token id too
+        return [ids, *conds]
     states = [torch.zeros([batch if d == "batch" else d for d in s]) for s in loop.states().values()]
     state = tuple(states) if isinstance(loop.state, dict) else states[0]
     return [torch.zeros(batch, dtype=torch.int64), state, *conds]
@@ -84,7 +88,47 @@ def trial_call(module: nn.Module, loop, schema: ConditionSchema, names: list[str
                           expected="a forward that accepts these tensors (conditions: categorical int64 (B,), "
                                    "continuous float32 (B,), vector float32 (B, dim), text pooled float32 (B, dim) "
                                    "or states float32 (B, L, dim) + mask int64 (B, L))") from None
-    return _check_output(out, loop, where)
+    shape = _check_output(out, loop, where)
+    probe_ranges(module, loop, schema)
+    return shape
+
+
+def range_probes(loop, schema: ConditionSchema, batch: int = 2) -> list[tuple[str, str, dict, int | None]]:
+    """``(subject, expected, condition feeds, tokens)`` per range edge the export's parity (or a user) will reach:
+    each categorical's largest index, each diffusion null, a NextToken ``context`` of tokens. Continuous and
+    vector examples already span their declared ranges."""
+    probes = []
+    nulls = loop.null if isinstance(loop, Diffusion) else {}
+    for c in schema.conditions:
+        edge = c.edge_feeds(batch)
+        if edge is not None:
+            what, expected, feeds = edge
+            probes.append((f"Condition '{c.name}' {what}", expected, {k: torch.from_numpy(v) for k, v in feeds.items()}, None))
+        if c.name in nulls:
+            try:
+                row = {k: torch.from_numpy(np.asarray(v)) for k, v in c.null_feeds(nulls[c.name]).items()}
+            except Exception:  # noqa: BLE001  (a null made by the encode stage, e.g. a text prompt's: checked at export)
+                continue
+            feeds = {k: v.expand(batch, *v.shape).contiguous() for k, v in row.items()}
+            hint = f" (a null class needs a row of its own, e.g. nn.Embedding({len(c.classes) + 1}, ...))" if c.classes else ""
+            probes.append((f"Diffusion null '{c.name}' = {nulls[c.name]!r}", f"a null value the model takes{hint}", feeds, None))
+    if isinstance(loop, NextToken) and loop.context > 3:
+        probes.append((f"NextToken context={loop.context} ({loop.context} tokens)",
+                       f"a model that takes sequences of up to {loop.context} tokens (its positions)", {}, loop.context))
+    return probes
+
+
+@torch.inference_mode()
+def probe_ranges(module: nn.Module, loop, schema: ConditionSchema) -> None:
+    """Call ``forward`` at every range edge (``range_probes``); the first that fails is one line naming it."""
+    where = f"{type(module).__name__}.forward"
+    for subject, expected, feeds, tokens in range_probes(loop, schema):
+        try:
+            module(*example_inputs(loop, schema, feeds=feeds, tokens=tokens))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            raise GenctlError(subject, got=f"{type(exc).__name__}: {first} from {where}", expected=expected,
+                              fix="declare what the model was built for, or build the model for what is declared") from None
 
 
 def _check_output(out, loop, where: str) -> list[int] | None:
@@ -103,11 +147,11 @@ def _check_output(out, loop, where: str) -> list[int] | None:
 
 
 def _check_logits(logits, loop, where: str, ranks: tuple[int, ...]) -> None:
-    vocab = len(SPECIALS) + len(loop.vocab)
+    vocab = len(loop.tokens()[0])
+    what = f"the {vocab} tokens of the declared vocabulary" if loop.bos is not None else f"3 special tokens + {len(loop.vocab)} characters"
     if not isinstance(logits, torch.Tensor) or logits.dim() not in ranks or logits.shape[-1] != vocab:
         raise GenctlError(f"Logits of {where}", got=_describe(logits),
-                          expected=f"(B, {vocab}){' or (B, T, ' + str(vocab) + ')' if 3 in ranks else ''}: "
-                                   f"3 special tokens + {len(loop.vocab)} characters")
+                          expected=f"(B, {vocab}){' or (B, T, ' + str(vocab) + ')' if 3 in ranks else ''}: {what}")
 
 
 def _check_recurrent(out, loop: Recurrent, where: str) -> None:

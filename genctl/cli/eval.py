@@ -21,6 +21,9 @@ def evaluate(
     seed: Seed = 0,
     guidance_scales: Annotated[Optional[str], typer.Option(help="Diffusion: comma-separated guidance scales to sweep.")] = None,
     steps: Steps = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Labelled data to train the evaluator on: a shipped dataset or your "
+                                                        "class folder / .npz / label,text .csv whose labels are the first "
+                                                        "condition's (default: the data the bundle was trained on).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Diffusion with --guidance-scales: "
                                                       "draw control accuracy and diversity against guidance into this PNG.")] = None,
@@ -42,9 +45,9 @@ def evaluate(
             raise ConditionError(f"--plot '{plot}'", got="no --guidance-scales",
                                  expected="--guidance-scales W1,W2,... (the plot draws control against guidance)")
     b = Bundle.load(bundle)
-    check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)  # before the evaluator trains
+    check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)  # before the evaluator trains
     with Generator.load(b, backend=backend, precision=precision.value) as gen:
-        report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
+        report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)
     console.print(report_table(report, f"genctl eval {bundle} ({gen.bundle.family}, {gen.backend.describe()})"))
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2) + "\n", "eval JSON")

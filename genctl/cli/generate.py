@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from genctl.cli.common import console, user_errors
+from genctl.cli.common import console, err_console, user_errors
 from genctl.cli.options import BackendOption, Eta, GuidanceScale, MaxNewTokens, Precision, PrecisionOption, SamplerChoice, Seed, Steps, Temperature, TopK, TopP
 
 
@@ -71,7 +72,8 @@ def _from_inputs(gen, path: Path, label: str | None) -> dict:
 
     if label is None:
         raise GenctlError("--from-label", got="nothing", expected="the --from image's own label, e.g. --from-label 7")
-    images = read_images(path, gen.bundle.info["output"]["shape"])
+    images = read_images(path, gen.bundle.info["output"]["shape"],
+                         note=lambda line: err_console.print(f"note: {escape(line)}", highlight=False, soft_wrap=True))
     cond = gen.bundle.conditions.conditions[0]
     return {"images": images, "image_labels": np.full(len(images), cond.parse(label), dtype=np.int64)}
 

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
-from genctl.cli.common import console, user_errors
+from genctl.cli.common import console, err_console, user_errors
 
 
 @user_errors
@@ -22,7 +23,8 @@ def train(
     """Train a conditional generative model on a shipped dataset and save a checkpoint."""
     from genctl.training.train import train as run_train
 
-    config = run_train(family, dataset, out, epochs=epochs, seed=seed, overwrite=force)
+    config = run_train(family, dataset, out, epochs=epochs, seed=seed, overwrite=force,
+                       note=lambda line: err_console.print(f"note: {escape(line)}", highlight=False, soft_wrap=True))
     t = dict(config["train"])
     head = f"trained [bold]{family}[/] on {dataset}: {t.pop('epochs')} epochs in {t.pop('seconds', '?')} s"
     t.pop("seed", None)

@@ -57,6 +57,12 @@ class Categorical(ConditionKind):
     def example_feeds(self, batch: int) -> dict[str, np.ndarray]:
         return {self.name: np.arange(batch, dtype=np.int64) % len(self.names)}
 
+    def edge_feeds(self, batch: int) -> tuple[str, str, dict[str, np.ndarray]]:
+        top = len(self.names) - 1
+        return (f"at its largest index {top} ('{self.names[top]}')",
+                f"a model that takes every index 0..{top} (e.g. an nn.Embedding({len(self.names)}, ...) or larger)",
+                {self.name: np.full(batch, top, dtype=np.int64)})
+
     def null_feeds(self, value: Any) -> dict[str, np.ndarray]:
         return {self.name: np.asarray(int(value), dtype=np.int64)}
 

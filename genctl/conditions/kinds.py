@@ -102,6 +102,11 @@ class ConditionKind:
         """Example inputs spanning the declared range (export traces with them; parity draws between min and max)."""
         raise NotImplementedError
 
+    def edge_feeds(self, batch: int) -> tuple[str, str, dict[str, np.ndarray]] | None:
+        """Inputs at an edge of the declared range that ``example_feeds`` does not reach, which a bring-your-own
+        model is probed with before export: ``(where, expected, feeds)``; ``None`` when the examples span the range."""
+        return None
+
     def null_feeds(self, value: Any) -> dict[str, np.ndarray]:
         """One unbatched row of graph inputs for a declared null value."""
         return {k: v[0] for k, v in self.feeds([self.parse(value)]).items()}

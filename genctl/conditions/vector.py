@@ -32,9 +32,9 @@ class Vector(ConditionKind):
         try:
             vec = tuple(float(v) for v in items)
         except (TypeError, ValueError):
-            raise self._error(repr(value), f"{self.dim} comma-separated numbers") from None
+            raise self._error(repr(value), f"{_count(self.dim, 'comma-separated number')}") from None
         if len(vec) != self.dim:
-            raise self._error(f"{len(vec)} value{'s' if len(vec) != 1 else ''}", f"{self.dim} values")
+            raise self._error(_count(len(vec), "value"), _count(self.dim, "value"))
         bad = [v for v in vec if not (math.isfinite(v) and self.low <= v <= self.high)]
         if bad:
             raise self._error(bad[0], f"values in [{self.low}, {self.high}]")
@@ -56,7 +56,7 @@ class Vector(ConditionKind):
     def check_null(self, value: Any) -> None:
         arr = np.asarray(value, dtype=float) if isinstance(value, (list, tuple, np.ndarray)) else np.zeros(0)
         if arr.size != self.dim or not np.isfinite(arr).all():
-            raise self._error(repr(value), f"{self.dim} numbers")
+            raise self._error(repr(value), _count(self.dim, "number"))
 
     def specs(self, null: Any = None) -> list[TensorSpec]:
         return [TensorSpec(self.name, "float32", ["batch", self.dim], "condition")]
@@ -79,3 +79,8 @@ class Vector(ConditionKind):
 
     def example(self) -> str:
         return ",".join(f"{v:g}" for v in self.default())
+
+
+def _count(n: int, word: str) -> str:
+    """``1 value``, ``3 values``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -30,14 +30,28 @@ class ImageDataset:
     captions_test: list[str | None] | None = None
     files_train: list[str] | None = None
     files_test: list[str] | None = None
+    # A user dataset (``genctl/data/user.py``): where it was read from (resolved path) and the sha256
+    # of its content, recorded in the checkpoint so ``genctl eval`` / the build gate can re-read the
+    # data and key the evaluator cache by it. None for the shipped datasets.
+    source: str | None = None
+    content_hash: str | None = None
+    # Entries of a class folder that were not read as images (not an image suffix; hidden files aside),
+    # relative to the dataset folder: ``genctl train`` prints a one-line note with their count.
+    skipped_files: list[str] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.x_train.shape[1:])
 
     def info(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "label_names": list(self.label_names),
+        info = {"name": self.name, "kind": self.kind, "shape": list(self.shape), "label_names": list(self.label_names),
                 "n_train": len(self.y_train), "n_test": len(self.y_test)}
+        return {**info, **user_source(self)}
+
+
+def user_source(ds) -> dict:
+    """``{"path", "content_hash"}`` of a user dataset (empty for a shipped one): how eval finds the data again."""
+    return {"path": ds.source, "content_hash": ds.content_hash} if getattr(ds, "source", None) else {}
 
 
 def _split(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float = 0.15) -> ImageDataset:

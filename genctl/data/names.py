@@ -46,11 +46,17 @@ class TextDataset:
     vocab: tuple[str, ...]  # token strings: the three specials, then one character per token
     max_len: int  # tokens in the longest sequence, BOS and EOS included
     kind: str = "text"
+    condition_name: str = "locale"  # the condition's name (a user CSV's header names it, else "label")
+    source: str | None = None  # a user dataset's resolved path and content sha256 (``ImageDataset``)
+    content_hash: str | None = None
 
     def info(self) -> dict:
+        from genctl.data.images import user_source
+
         return {"name": self.name, "kind": self.kind, "label_names": list(self.label_names), "vocab": list(self.vocab),
                 "special_tokens": {"pad": PAD, "bos": BOS, "eos": EOS}, "max_len": self.max_len,
-                "n_train": len(self.y_train), "n_test": len(self.y_test)}
+                "condition_name": self.condition_name, "n_train": len(self.y_train), "n_test": len(self.y_test),
+                **user_source(self)}
 
 
 def locale_names(locale: str) -> set[str]:

@@ -10,16 +10,27 @@
 - an ``.npz`` with ``x`` (N, H, W), (N, C, H, W) or (N, H, W, C) — uint8 0..255 or floats in
   [0, 1] or [-1, 1] — and ``y`` (N,) integer labels; optional ``label_names`` (K,) strings and
   ``attributes`` (N, k) floats (kept on the dataset; genctl's shipped families train on the label);
-- a ``.txt`` or ``.csv`` of ``label,text`` lines (a ``label,text`` header is skipped) for the text
-  families: the vocabulary is every character seen, the context the longest text.
+- a ``.txt`` or ``.csv`` of ``label,text`` lines for the text families: the vocabulary is every
+  character seen, the context the longest text. The condition is named by the header: a first line
+  ``label,text`` (either suffix) or, in a ``.csv``, a first line whose label occurs on no other line
+  (``language,word``) is a header and its first column names the condition (``language``); without
+  one the condition is ``label``.
+
+Each dataset records where it was read from (``source``, the resolved path) and the sha256 of its
+content (``content_hash``), which go into the checkpoint's dataset info: ``genctl eval`` and the
+build gate re-read the data from there and key their evaluator cache by the hash, so edited data
+gets a new evaluator.
 
 Every problem is a one-line error naming the file: an empty class, mixed image sizes, an unreadable
-image, a malformed line. The split is a seeded 10% test share, as for the shipped datasets.
+image, a malformed line. Entries of a class folder that are not images (a ``notes.txt``, a sub-folder;
+hidden files such as ``.DS_Store`` aside) are skipped and listed in ``skipped_files``; the library
+prints nothing, ``genctl train`` prints one note with their count (``dataset_notes``). The split is a seeded 10% test share, as for the shipped datasets.
 """
 from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +40,7 @@ from genctl.data.names import TextDataset
 from genctl.errors import GenctlError
 from genctl.vocab import BOS, EOS, PAD, SPECIALS
 
+RESERVED_INPUTS = frozenset({"token", "tokens", "hidden", "past_k", "past_v"})  # charrnn / chartransformer graph inputs
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_FRACTION = 0.1
 
@@ -45,13 +57,25 @@ def load_user_dataset(path: str | Path):
         raise GenctlError(f"Dataset '{path}'", got="no such file or folder",
                           expected="a folder of class sub-folders, an .npz with x and y, or a .txt/.csv of label,text lines")
     if path.is_dir():
-        return _cached_folder(str(path.resolve()), _stamp(path / CAPTIONS_FILE))
+        return _cached_folder(str(path.resolve()), _folder_stamp(path))
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        return load_npz(path)
+        return _with_source(load_npz(path), path, _file_hash(path))
     if suffix in (".txt", ".csv"):
-        return load_text(path)
+        return _with_source(load_text(path), path, _file_hash(path))
     raise GenctlError(f"Dataset '{path}'", got=f"suffix '{suffix}'", expected="a folder, .npz, .txt or .csv")
+
+
+def _with_source(ds, path: Path, digest: str):
+    ds.source, ds.content_hash = str(path.resolve()), digest
+    return ds
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise GenctlError(f"Dataset '{path}'", got=f"an unreadable file ({type(exc).__name__})", expected="a readable file") from None
 
 
 def _split_indices(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +109,17 @@ CAPTIONS_FILE = "captions.csv"
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_folder(root: str, captions_stamp: tuple | None = None) -> ImageDataset:
-    return load_image_folder(Path(root))  # captions_stamp: an edited captions.csv is read again
+def _cached_folder(root: str, stamp: tuple | None = None) -> ImageDataset:
+    return load_image_folder(Path(root))  # stamp: an edited image or captions.csv is read again
+
+
+def _folder_stamp(root: Path) -> tuple:
+    """Name, size and mtime of every file a folder dataset reads: a change gives another cache key."""
+    try:
+        files = sorted(f for c in root.iterdir() if c.is_dir() and not c.name.startswith(".") for f in c.iterdir())
+    except OSError:
+        return ()
+    return (*((f.name, f.parent.name, _stamp(f)) for f in files), _stamp(root / CAPTIONS_FILE))
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -102,7 +135,9 @@ def load_image_folder(root: Path) -> ImageDataset:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise GenctlError(f"Dataset folder '{root}'", got="no class sub-folders", expected="one sub-folder of images per class")
-    files = {c.name: sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) for c in classes}
+    files = {c.name: sorted(f for f in c.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()) for c in classes}
+    skipped = sorted(f.relative_to(root).as_posix() for c in classes for f in c.iterdir()
+                     if not f.name.startswith(".") and not (f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()))
     for name, items in files.items():
         if not items:
             raise GenctlError(f"Class folder '{root / name}'", got="no images",
@@ -119,7 +154,24 @@ def load_image_folder(root: Path) -> ImageDataset:
     y = np.concatenate([np.full(len(items), k, dtype=np.int64) for k, items in enumerate(files.values())])
     rel = [f.relative_to(root).as_posix() for items in files.values() for f in items]
     captions = _folder_captions(root, rel) if (root / CAPTIONS_FILE).is_file() else None
-    return _image_dataset(f"user:{root.name}", x, y, tuple(files), rel, captions)
+    digest = hashlib.sha256()
+    for f, name in zip((f for items in files.values() for f in items), rel):  # names and bytes of what was read
+        digest.update(name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    if captions is not None:
+        digest.update(b"captions\0" + (root / CAPTIONS_FILE).read_bytes())
+    ds = _image_dataset(f"user:{root.name}", x, y, tuple(files), rel, captions)
+    ds.skipped_files = skipped
+    return _with_source(ds, root, digest.hexdigest())
+
+
+def dataset_notes(ds) -> list[str]:
+    """One-line notes on choices made while reading ``ds`` (``genctl train`` prints them; the library stays quiet)."""
+    skipped = getattr(ds, "skipped_files", None) or []
+    if not skipped:
+        return []
+    where = f" in '{ds.source}'" if getattr(ds, "source", None) else ""
+    return [f"skipped {len(skipped)} non-image {'entry' if len(skipped) == 1 else 'entries'}{where} "
+            f"(e.g. '{skipped[0]}'; images are {'/'.join(IMAGE_SUFFIXES)})"]
 
 
 def _folder_captions(root: Path, rel: list[str]) -> list[str | None]:
@@ -210,8 +262,8 @@ def _npz_images(path: Path, x: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ text
 
 def load_text(path: Path) -> TextDataset:
-    """``label,text`` lines; labels sorted by name, vocabulary = every character seen."""
-    pairs = _read_pairs(path)
+    """``label,text`` lines; labels sorted by name, vocabulary = every character seen, condition named by the header."""
+    pairs, condition = _read_pairs(path)
     label_names = tuple(sorted({label for label, _ in pairs}))
     chars = sorted({c for _, text in pairs for c in text})
     vocab = (*SPECIALS, *chars)
@@ -226,21 +278,39 @@ def load_text(path: Path) -> TextDataset:
     test = test if len(test) else train[:1]
     texts = [text for _, text in pairs]
     return TextDataset(f"user:{path.stem}", [texts[i] for i in train], [texts[i] for i in test], x[train], y[train], x[test], y[test],
-                       label_names, vocab, max_len)
+                       label_names, vocab, max_len, condition_name=condition)
 
 
-def _read_pairs(path: Path) -> list[tuple[str, str]]:
+def _read_pairs(path: Path) -> tuple[list[tuple[str, str]], str]:
+    """The ``(label, text)`` pairs and the condition's name (the header's first column, else ``label``)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise GenctlError(f"Dataset '{path}'", got=f"an unreadable file ({type(exc).__name__})", expected="UTF-8 text") from None
-    pairs = []
+    pairs, numbers = [], []
     for number, row in enumerate(csv.reader(lines), start=1):
-        if not row or (number == 1 and [c.strip().lower() for c in row] == ["label", "text"]):
+        if not row:
             continue
         if len(row) < 2 or not row[0].strip() or not ",".join(row[1:]).strip():
             raise GenctlError(f"Dataset '{path}' line {number}", got=repr(",".join(row))[:60], expected="label,text")
         pairs.append((row[0].strip(), ",".join(row[1:]).strip()))
+        numbers.append(number)
+    condition = "label"
+    if pairs and _is_header(pairs, path):
+        condition = pairs[0][0] if pairs[0][0].isidentifier() else "label"
+        if condition in RESERVED_INPUTS:
+            raise GenctlError(f"Dataset '{path}' header", got=f"condition name '{condition}'",
+                              expected=f"a name other than the text families' graph inputs {sorted(RESERVED_INPUTS)}",
+                              fix="rename the header's first column, e.g. 'language'")
+        pairs = pairs[1:]
     if not pairs:
         raise GenctlError(f"Dataset '{path}'", got="no label,text lines", expected="at least one line per label")
-    return pairs
+    return pairs, condition
+
+
+def _is_header(pairs: list[tuple[str, str]], path: Path) -> bool:
+    """``label,text`` anywhere; in a .csv also a first line whose label no other line uses (``language,word``)."""
+    first = pairs[0]
+    if [first[0].lower(), first[1].lower()] == ["label", "text"]:
+        return True
+    return path.suffix.lower() == ".csv" and len(pairs) > 1 and all(label != first[0] for label, _ in pairs[1:])

@@ -3,11 +3,15 @@
 The evaluator is a small CNN genctl trains on the bundle's dataset (train split) and caches under
 ``$GENCTL_CACHE`` (default ``~/.cache/genctl``) as safetensors + JSON; its accuracy on the
 held-out split is reported beside the generated samples' accuracy, so the number has a ceiling.
+A user dataset (a path, ``genctl/eval/dataset.py``) is cached under its content hash
+(``evaluators/user-<name>-<sha256[:16]>-v1``): edited data trains a new evaluator.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +53,39 @@ class Evaluator(nn.Module):
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
+MIN_STEPS = 300  # a small user dataset trains more epochs, so the evaluator sees at least this many batches
+MAX_EPOCHS = 200
+
+
+def evaluator_folder(dataset_name: str, ds) -> Path:
+    """Cache folder: the shipped dataset's name, or a user dataset's name + content hash."""
+    if getattr(ds, "content_hash", None):
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(ds.name).removeprefix("user:"))[:40]
+        return cache_dir() / "evaluators" / f"user-{stem}-{ds.content_hash[:16]}-v{EVALUATOR_VERSION}"
+    return cache_dir() / "evaluators" / f"{dataset_name}-v{EVALUATOR_VERSION}"
+
+
 def load_evaluator(dataset_name: str, epochs: int = 8) -> tuple[Evaluator, dict]:
-    """The cached evaluator for ``dataset_name`` (trained on first use, ~30 s on mnist)."""
+    """The cached evaluator for ``dataset_name`` — a shipped name or a user dataset's path — (trained on
+    first use, ~30 s on mnist)."""
+    from genctl.eval.dataset import split_note
+
     ds = get_dataset(dataset_name)
-    folder = cache_dir() / "evaluators" / f"{dataset_name}-v{EVALUATOR_VERSION}"
+    folder = evaluator_folder(dataset_name, ds)
     model = Evaluator(list(ds.shape), len(ds.label_names))
     if (folder / "info.json").is_file() and (folder / "model.safetensors").is_file():
         model.load_state_dict(load_file(str(folder / "model.safetensors")))
         return model.eval(), json.loads((folder / "info.json").read_text())
+    if getattr(ds, "content_hash", None):  # user data can be small: enough epochs for MIN_STEPS batches
+        epochs = min(MAX_EPOCHS, max(epochs, math.ceil(MIN_STEPS / max(1, math.ceil(len(ds.y_train) / 64)))))
     seed_everything(0)
     loss = nn.CrossEntropyLoss()
     fit(model, [ds.x_train, ds.y_train], lambda m, x, y: loss(m(x), y), epochs=epochs, batch_size=64, lr=1e-3,
-        seed=0, description=f"evaluator ({dataset_name})")
-    info = {"dataset": dataset_name, "test_accuracy": float((model.predict(ds.x_test) == ds.y_test).mean()),
-            "epochs": epochs, "version": EVALUATOR_VERSION}
+        seed=0, description=f"evaluator ({ds.name})")
+    info = {"dataset": ds.name, "test_accuracy": float((model.predict(ds.x_test) == ds.y_test).mean()),
+            "epochs": epochs, "version": EVALUATOR_VERSION, "split": split_note(ds)}
+    if getattr(ds, "content_hash", None):
+        info.update(path=ds.source, content_hash=ds.content_hash)
     try:  # info.json last: a cache missing it is retrained, never half-read
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "model.safetensors").write_bytes(save({k: v.contiguous() for k, v in model.state_dict().items()}))
@@ -83,14 +106,17 @@ def diversity(images: np.ndarray, pairs: int = 2000, seed: int = 0) -> float:
     return float(np.sqrt(((flat[a[keep]] - flat[b[keep]]) ** 2).mean(axis=1)).mean())
 
 
-def control_accuracy(generator, n_per_class: int, seed: int = 0, **controls) -> dict:
+def control_accuracy(generator, n_per_class: int, seed: int = 0, dataset: str | None = None, **controls) -> dict:
     """Generate ``n_per_class`` samples per class, classify them, report per-class and mean accuracy.
 
     Also reports diversity of generated vs real images of the same class (same metric), so mode
-    collapse shows up as a ratio well below 1.
+    collapse shows up as a ratio well below 1. ``dataset``: the labelled data to judge by (a
+    shipped name or a path; default the bundle's own, ``genctl.eval.dataset.evaluation_dataset``).
     """
+    from genctl.eval.dataset import evaluation_dataset
+
     bundle = generator.bundle
-    dataset_name = bundle.manifest["dataset"]["name"]
+    dataset_name = dataset or evaluation_dataset(bundle)
     evaluator, info = load_evaluator(dataset_name)
     cond = bundle.conditions.conditions[0]
     samples = generator.generate({cond.name: list(range(len(cond.names)))}, n=n_per_class, seed=seed, **controls)
@@ -103,5 +129,5 @@ def control_accuracy(generator, n_per_class: int, seed: int = 0, **controls) -> 
         div_real.append(diversity(real.x_test[real.y_test == k], seed=k))
     return {"n_per_class": n_per_class, "seed": seed, "controls": controls, "per_class": per_class,
             "mean_accuracy": float(np.mean(list(per_class.values()))),
-            "evaluator_test_accuracy": info["test_accuracy"],
+            "evaluator_test_accuracy": info["test_accuracy"], "evaluator_data": info.get("split", real.name),
             "diversity": float(np.mean(div_gen)), "diversity_real": float(np.mean(div_real))}

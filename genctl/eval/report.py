@@ -5,12 +5,14 @@ from genctl.errors import ConditionError
 from genctl.eval.images import control_accuracy
 
 
-def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> list[float] | None:
-    """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales."""
+def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None,
+               dataset: str | None = None) -> list[float] | None:
+    """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales.
+    ``dataset``: labelled data to evaluate on instead of the bundle's own (``genctl eval --dataset PATH``)."""
     from genctl.checks import MAX_SAMPLES
     from genctl.runtime.generator import check_request
 
-    check_evaluator(bundle)
+    check_evaluator(bundle, dataset)
     if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_SAMPLES:
         raise ConditionError("-n", got=repr(n), expected=f"an integer in 1..{MAX_SAMPLES} (samples in total)")
     scales = _scales(guidance_scales) if guidance_scales is not None or bundle.sampler["kind"] == "diffusion" else None
@@ -19,35 +21,40 @@ def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = N
     return scales
 
 
-def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None) -> dict:
+def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None,
+                    dataset: str | None = None) -> dict:
     bundle = gen.bundle
-    check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps)
+    check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)
     if any(c.takes_prompts for c in bundle.conditions.conditions):
         return _evaluate_prompts(gen, n=n, seed=seed, scales=_scales(guidance_scales), steps=steps)
+    from genctl.eval.dataset import evaluation_dataset
+
+    dataset = evaluation_dataset(bundle, dataset)
     n_classes = len(bundle.conditions.conditions[0].classes)
     per_class = max(1, n // n_classes)
     if bundle.output_kind == "text":
         from genctl.eval.text import evaluate_text
 
-        return evaluate_text(gen, n_per_locale=per_class, seed=seed)
+        return evaluate_text(gen, n_per_locale=per_class, seed=seed, dataset=dataset)
     report: dict = {}
     if bundle.sampler["kind"] == "diffusion":
         scales = _scales(guidance_scales)
         for w in scales:
-            acc = control_accuracy(gen, per_class, seed=seed, guidance_scale=w, steps=steps)
+            acc = control_accuracy(gen, per_class, seed=seed, dataset=dataset, guidance_scale=w, steps=steps)
             report[f"guidance {w:g}"] = {"accuracy": acc["mean_accuracy"], "diversity": acc["diversity"]}
         report["evaluator_test_accuracy"] = acc["evaluator_test_accuracy"]
         report["diversity_real"] = acc["diversity_real"]
+        report["evaluator_data"] = acc["evaluator_data"]
         return report
-    acc = control_accuracy(gen, per_class, seed=seed)
+    acc = control_accuracy(gen, per_class, seed=seed, dataset=dataset)
     report.update({"control_accuracy": acc["mean_accuracy"], "evaluator_test_accuracy": acc["evaluator_test_accuracy"],
                    "per_class": acc["per_class"], "diversity": acc["diversity"], "diversity_real": acc["diversity_real"],
-                   "samples": per_class * n_classes})
+                   "samples": per_class * n_classes, "evaluator_data": acc["evaluator_data"]})
     if "log_prob" in bundle.graphs:  # flows: exact likelihood of the real test set
         from genctl.data import get_dataset
         from genctl.eval.likelihood import bits_per_dim
 
-        ds = get_dataset(bundle.manifest["dataset"]["name"])
+        ds = get_dataset(dataset)
         report["test_bits_per_dim"] = bits_per_dim(gen, bundle, ds.x_test, ds.y_test)
     return report
 
@@ -68,24 +75,21 @@ def _evaluate_prompts(gen, *, n: int, seed: int, scales: list[float], steps: int
     return report
 
 
-def check_evaluator(bundle) -> None:
-    """An evaluator needs a shipped dataset and a first condition that is its categorical label
-    (or a text condition with the attributes its captions were measured by)."""
+def check_evaluator(bundle, dataset: str | None = None) -> None:
+    """An evaluator needs labelled data — a shipped dataset, the user data the bundle was trained on,
+    or ``dataset`` — whose labels are the first condition's classes (``genctl/eval/dataset.py``), or,
+    for a text condition, a shipped dataset with the attributes its captions were measured by."""
     from genctl.data import DATASETS
+    from genctl.eval.dataset import evaluation_dataset
 
     name = bundle.manifest.get("dataset", {}).get("name")
     first = bundle.conditions.conditions[0] if bundle.conditions.conditions else None
-    labels = bundle.manifest.get("dataset", {}).get("label_names", [])
     if name in DATASETS and first is not None and first.takes_prompts:
         from genctl.eval.prompts import text_condition
 
         text_condition(bundle)
         return
-    if name not in DATASETS or first is None or list(first.classes) != list(labels):
-        raise ConditionError(f"genctl eval of bundle '{bundle.path}'", got=f"dataset '{name}' and no evaluator that applies",
-                             expected=f"a bundle of a shipped dataset {sorted(DATASETS)} whose first condition is its label",
-                             fix="evaluators exist for the shipped datasets; a bring-your-own model can name one with "
-                                 "export_model(..., evaluate_on='mnist') if its first condition has that dataset's labels")
+    evaluation_dataset(bundle, dataset)
 
 
 def _scales(text: str | None) -> list[float]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime
 import platform
+import re
 import shutil
+import traceback
 from pathlib import Path
 
 import onnx
@@ -88,9 +90,41 @@ def export_graph(gdef: GraphDef, path: Path, opset: int = OPSET) -> None:
                                         dynamic_shapes=dynamic, opset_version=opset, dynamo=True, verbose=False,
                                         optimize=True)
         except Exception as exc:
-            raise GenctlError(f"Export of graph '{spec.name}'", got=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                              expected="a module torch.export can trace", fix="rerun with --verbose for the exporter's log") from None
+            raise GenctlError(f"Export of graph '{spec.name}'", got=export_cause(exc),
+                              expected="a module torch.export can trace (no branch on tensor values, no .item(), no mask built from data)",
+                              fix="see README 'Bring your own model' (export failures); rerun with --verbose "
+                                  "(export_model(..., verbose=True)) for the exporter's log") from None
         program.save(str(path))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TORCH_INTERNALS = ("torch/", "onnxscript/", "onnx_ir/")
+
+
+def export_cause(exc: BaseException) -> str:
+    """The innermost exception of ``exc``'s cause/context chain: its type, first line (no colour codes), and where
+    it arose: the last frame of its traceback in the user's code or a torch module (``torch/nn``) rather than
+    the tracer's internals (``site-packages/torch/nn/modules/transformer.py:512 in _detect_is_causal_mask``)."""
+    seen, inner = set(), exc
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None:
+            break
+        inner = nxt
+    lines = [" ".join(line.split()) for line in _ANSI.sub("", str(inner)).splitlines() if line.strip()]
+    text = f"{type(inner).__name__}: {lines[0][:200]}" if lines else type(inner).__name__
+    frames = traceback.extract_tb(inner.__traceback__)
+    if not frames:
+        return text
+
+    def outside(frame) -> bool:
+        rel = frame.filename.replace("\\", "/").split("site-packages/")[-1]
+        return rel.startswith("torch/nn/") or not (rel.startswith(_TORCH_INTERNALS) or frame.filename.startswith("<"))
+
+    frame = next((f for f in reversed(frames) if outside(f)), frames[-1])
+    where = frame.filename.replace("\\", "/").split("site-packages/")[-1]
+    return f"{text} (at {where}:{frame.lineno} in {frame.name})"
 
 
 def _group_var_positional(module: torch.nn.Module, dynamic: tuple) -> tuple:

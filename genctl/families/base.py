@@ -34,6 +34,7 @@ class Family:
     name: ClassVar[str]
     sampler: ClassVar[str]  # "oneshot" | "diffusion" | "autoregressive"
     data_kind: ClassVar[str] = "image"  # which datasets fit: "image" or "text"
+    label_conditioned: ClassVar[bool] = True  # conditioned on the dataset's classes: training needs two or more
     Config: ClassVar[type]  # a dataclass of hyper-parameters with commented defaults
     default_epochs: ClassVar[dict[str, int]] = {}  # dataset name -> epochs that reach good samples
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genctl.families.base import GraphDef
-from genctl.families.text import SAMPLER_DEFAULTS, TextFamily
+from genctl.families.text import SAMPLER_DEFAULTS, TextFamily, condition_name
 from genctl.spec import GraphSpec, TensorSpec
 from genctl.vocab import BOS, EOS, PAD, SPECIALS
 
@@ -91,19 +91,19 @@ class CharRNN(TextFamily):
     def graphs(self, model: CharRNNModel, config: dict) -> dict[str, GraphDef]:
         ds, hp = config["dataset"], CharRNNConfig(**config["hparams"])
         vocab, n_loc = len(ds["vocab"]), len(ds["label_names"])
-        state = [hp.layers, "batch", hp.hidden]
+        state, cond = [hp.layers, "batch", hp.hidden], condition_name(config)
         spec = GraphSpec(
             "step",
             inputs=[TensorSpec("token", "int64", ["batch"], "data", high=vocab),
                     TensorSpec("hidden", "float32", state, "state"),
-                    TensorSpec("locale", "int64", ["batch"], "condition", high=n_loc)],
+                    TensorSpec(cond, "int64", ["batch"], "condition", high=n_loc)],
             outputs=[TensorSpec("logits", "float32", ["batch", vocab], "output"),
                      TensorSpec("hidden_out", "float32", state, "state")],
             feeds_back={"hidden_out": "hidden"},
             doc="one character + GRU state + locale -> next-character logits and the new state")
         b = 2
         example = {"token": torch.tensor([BOS, len(SPECIALS)]), "hidden": torch.zeros(hp.layers, b, hp.hidden),
-                   "locale": torch.tensor([0, n_loc - 1])}
+                   cond: torch.tensor([0, n_loc - 1])}
         return {"step": GraphDef(RNNStep(model).eval(), example, spec)}
 
     def sampler_section(self, config: dict) -> dict:

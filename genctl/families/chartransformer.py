@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genctl.families.base import GraphDef
-from genctl.families.text import SAMPLER_DEFAULTS, TextFamily, context_length
+from genctl.families.text import SAMPLER_DEFAULTS, TextFamily, condition_name, context_length
 from genctl.spec import GraphSpec, TensorSpec
 from genctl.vocab import BOS, EOS, SPECIALS
 
@@ -153,7 +153,8 @@ class CharTransformer(TextFamily):
         ds, hp = config["dataset"], CharTransformerConfig(**config["hparams"])
         vocab, n_loc = len(ds["vocab"]), len(ds["label_names"])
         kv = lambda seq: [hp.layers, "batch", hp.heads, seq, hp.d_model // hp.heads]  # noqa: E731
-        locale = TensorSpec("locale", "int64", ["batch"], "condition", high=n_loc)
+        cond = condition_name(config)  # "locale" for names; a user dataset's own name
+        locale = TensorSpec(cond, "int64", ["batch"], "condition", high=n_loc)
         logits = TensorSpec("logits", "float32", ["batch", vocab], "output")
         prefill = GraphSpec(
             "prefill",
@@ -176,9 +177,9 @@ class CharTransformer(TextFamily):
         tokens = torch.tensor([[BOS, len(SPECIALS), len(SPECIALS) + 1]] * b)
         past = torch.randn(hp.layers, b, hp.heads, t, hd)
         return {
-            "prefill": GraphDef(Prefill(model).eval(), {"tokens": tokens, "locale": loc}, prefill),
+            "prefill": GraphDef(Prefill(model).eval(), {"tokens": tokens, cond: loc}, prefill),
             "decode": GraphDef(Decode(model).eval(), {"token": tokens[:, 1], "past_k": past, "past_v": past.clone(),
-                                                      "locale": loc}, decode),
+                                                      cond: loc}, decode),
         }
 
     def sampler_section(self, config: dict) -> dict:

@@ -40,7 +40,7 @@ from genctl.errors import GenctlError
 from genctl.families import schedule
 from genctl.families.base import Family, GraphDef
 from genctl.spec import GraphSpec, TensorSpec
-from genctl.vocab import SPECIALS
+from genctl.vocab import model_vocab
 
 TEXT_DEFAULTS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "max_new_tokens": 0}
 
@@ -214,6 +214,11 @@ def _null_tensors(cond, value) -> list[torch.Tensor]:
     return [torch.from_numpy(np.asarray(v)) for v in cond.null_feeds(value).values()]
 
 
+def decl_vocab(decl: dict) -> tuple[list[str], dict[str, int]]:
+    """The text loop's whole vocabulary and special ids from its declaration (``bos``/``eos``/``pad`` when declared)."""
+    return model_vocab(decl["vocab"], decl.get("bos"), decl.get("eos"), decl.get("pad"))
+
+
 def _shape(dims) -> list:
     return [d if isinstance(d, str) else int(d) for d in dims]
 
@@ -291,7 +296,7 @@ class Custom(Family):
         return {"step": GraphDef(module, ex, spec)}
 
     def _graphs_autoregressive(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
-        vocab = len(SPECIALS) + len(byo["decl"]["vocab"])
+        vocab = len(decl_vocab(byo["decl"])[0])
         context = int(byo["decl"]["context"])
         tokens = TensorSpec("tokens", "int64", ["batch", "seq"], "data", high=vocab)
         spec = GraphSpec("next", inputs=[tokens, *condition_specs(schema)],
@@ -302,7 +307,7 @@ class Custom(Family):
 
     def _graphs_recurrent(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:
         decl = byo["decl"]
-        vocab = len(SPECIALS) + len(decl["vocab"])
+        vocab = len(decl_vocab(decl)[0])
         states = decl["state"]  # {name: shape with "batch"}
         token = TensorSpec("token", "int64", ["batch"], "data", high=vocab)
         state_in = [TensorSpec(n, "float32", _shape(s), "state") for n, s in states.items()]
@@ -341,8 +346,8 @@ class Custom(Family):
             base["text_encoder"] = {"kind": section["kind"], "name": section["name"], "hidden_size": int(section["dim"]),
                                     "graph": section["graph"]}
         if loop in ("autoregressive", "recurrent"):
-            vocab = list(SPECIALS) + list(decl["vocab"])
-            text = {"kind": "text", "vocab": vocab, "special_tokens": {"pad": 0, "bos": 1, "eos": 2},
+            vocab, specials = decl_vocab(decl)  # the model's own ids when declared, else genctl's 0 pad, 1 bos, 2 eos
+            text = {"kind": "text", "vocab": vocab, "special_tokens": specials,
                     "max_len": int(decl["context"]) + 1, "context": int(decl["context"])}
             return {**base, "output": text, **text}
         shape = list(decl["sample_shape"]) if loop == "diffusion" else list(byo["output_shape"])

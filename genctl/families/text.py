@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genctl.conditions import Categorical, ConditionSchema
 from genctl.families.base import Family
 from genctl.families.loop import fit
 from genctl.vocab import PAD
@@ -22,6 +23,12 @@ def context_length(config: dict) -> int:
     return int(config["dataset"]["max_len"]) - 1
 
 
+def condition_name(config: dict) -> str:
+    """The condition's name: the dataset's (``language`` from a CSV header, ``label`` for a user file
+    without one); ``locale`` for ``names`` and for checkpoints written before datasets named it."""
+    return str(config["dataset"].get("condition_name", TextFamily.condition_name))
+
+
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy; PAD targets (after EOS) are ignored."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
@@ -32,7 +39,10 @@ class TextFamily(Family):
 
     sampler = "autoregressive"
     data_kind = "text"
-    condition_name = "locale"
+    condition_name = "locale"  # the shipped names dataset's; a user dataset's own name wins (``condition_name(config)``)
+
+    def conditions(self, config: dict) -> ConditionSchema:
+        return ConditionSchema([Categorical(name=condition_name(config), names=tuple(config["dataset"]["label_names"]))])
 
     def info(self, config: dict) -> dict:
         ds = config["dataset"]

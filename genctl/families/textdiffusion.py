@@ -266,6 +266,7 @@ def train_loop(model: TextDiffusionModel, dataset, hp: TextDiffusionConfig, epoc
 
 class TextDiffusion(Family):
     name = "textdiffusion"
+    label_conditioned = False  # conditioned on captions: one class folder is enough
     sampler = "diffusion"
     Config = TextDiffusionConfig
     default_epochs = {"digits": 60, "mnist": 40}

@@ -12,8 +12,10 @@ already matched to PyTorch):
    (text families) compare the sampled sequences instead: identical for fp32/opt; for fp16/int8
    the share of identical sequences is recorded but not gated, since one flipped near-tie in the
    logits changes every later token (per-step logits are gated by graph parity).
-3. control accuracy — where the family has an evaluator (image families: the digit classifier of
-   ``genctl.eval.images``; text families: the locale classifier of ``genctl.eval.text``) the
+3. control accuracy — where the family has an evaluator (image families: the classifier of
+   ``genctl.eval.images``; text families: the label classifier of ``genctl.eval.text``; trained on
+   the shipped dataset or on the user's labelled data the bundle was trained on,
+   ``genctl.eval.dataset``) the
    variant may lose at most ``max_accuracy_drop`` points against fp32 on a fixed seed set. Names
    are cheap and each is a noisy vote, so text uses 100 per locale where images use 20 per class.
 """
@@ -133,24 +135,32 @@ def control_check(bundle: Bundle, variant: Backend, reference: Backend, config: 
         return {"skipped": "disabled (control_n_per_class=0)"}
     from genctl.data import DATASETS
 
-    if bundle.manifest.get("dataset", {}).get("name") not in DATASETS:
-        return {"skipped": "no evaluator: the bundle names no shipped dataset (bring-your-own model)"}
+    dataset = None
     if any(c.takes_prompts for c in bundle.conditions.conditions):
+        if bundle.manifest.get("dataset", {}).get("name") not in DATASETS:
+            return {"skipped": "no evaluator: a text-prompted bundle of no shipped dataset (user data or bring-your-own model)"}
         if "attributes" not in bundle.info:  # e.g. an untrained (epochs=0) export: no caption thresholds to score against
             return {"skipped": "no evaluator: a text-prompted bundle without measured attributes (info.attributes)"}
         from genctl.eval.prompts import prompt_accuracy
 
         def evaluate(gen, n_per_class, seed):  # the same number of images as a class-conditioned check
             return prompt_accuracy(gen, max(1, 10 * n_per_class // 90), seed)["class_accuracy"]
-    elif bundle.output_kind == "text":
-        from genctl.eval.text import evaluate_text as evaluate
-    elif bundle.output_kind == "image":
-        from genctl.eval.images import control_accuracy as evaluate
+    elif bundle.output_kind in ("text", "image"):
+        from genctl.eval.dataset import optional_dataset
+
+        dataset, why = optional_dataset(bundle)  # shipped data, or the user data the bundle was trained on
+        if dataset is None:
+            return {"skipped": f"no evaluator: {why}"}
+        if bundle.output_kind == "text":
+            from genctl.eval.text import evaluate_text as evaluate
+        else:
+            from genctl.eval.images import control_accuracy as evaluate
     else:
         return {"skipped": "no evaluator for this family's output"}
     points = {}
     for label, backend in (("fp32", reference), ("variant", variant)):
-        points[label] = _as_points(evaluate(Generator(bundle, backend), n, config.seed))
+        kwargs = {"dataset": dataset} if dataset is not None else {}
+        points[label] = _as_points(evaluate(Generator(bundle, backend), n, config.seed, **kwargs))
     drop = points["fp32"] - points["variant"]
     return {"n_per_class": n, "fp32_points": points["fp32"], "variant_points": points["variant"],
             "drop_points": drop, "max_drop_points": config.max_accuracy_drop, "passed": bool(drop <= config.max_accuracy_drop)}

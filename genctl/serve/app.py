@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import math
+import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from genctl.bundle import Bundle
-from genctl.errors import GenctlError
+from genctl.errors import ConditionError, GenctlError
 from genctl.runtime.generator import Generator
 from genctl.runtime.samplers.base import Request, Samples
 from genctl.serve.batcher import Batcher, QueueFull
@@ -108,12 +109,33 @@ def parse_body(gen: Generator, body: Any, config: ServeConfig | None = None) -> 
                                                         subject="Request field 'prompt'")
     try:
         request = gen.request(conditions, n=req.n, seed=req.seed, **kwargs)
+    except ConditionError as exc:  # the library names CLI flags (--seed, Control --temperature): name the request field
+        raise as_request_field(exc) from None
     except (TypeError, ValueError, OverflowError) as exc:  # a value of the right JSON type but unusable
         raise GenctlError("Request", got=f"an unusable value ({exc})", expected="values as described at /docs") from None
     if request.total > config.max_rows:
         raise GenctlError("Request rows (condition rows × n)", got=request.total, expected=f"at most {config.max_rows}",
                           fix="split the request")
     return request, req.format
+
+
+_FLAG_FIELDS = {"--seed": "seed", "--prefix": "prefix", "--max-new-tokens": "controls.max_new_tokens"}
+
+
+def as_request_field(exc: ConditionError) -> ConditionError:
+    """``--seed | got -5 | ...`` -> ``Request field 'seed' | got -5 | ...``: a subject naming a CLI flag (``--seed``,
+    ``-n (samples per condition)``, ``Control --temperature``, ``Control 'steps'``) renamed to the request's field;
+    other subjects (``Condition 'label'``) are kept."""
+    subject = exc.subject
+    if subject in _FLAG_FIELDS:
+        field = _FLAG_FIELDS[subject]
+    elif subject.startswith("-n "):
+        field = "n"
+    elif m := re.fullmatch(r"Control (?:--([a-z0-9-]+)|'([^']+)')", subject):
+        field = "controls." + (m[1].replace("-", "_") if m[1] else m[2])
+    else:
+        return exc
+    return ConditionError(f"Request field '{field}'", got=exc.got, expected=exc.expected, fix=exc.fix)
 
 
 def _field_error(exc: ValidationError) -> GenctlError:
@@ -272,6 +294,9 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
 
 async def _generate(request: HTTPRequest, gen: Generator, batcher: Batcher, config: ServeConfig) -> Response:
     body = await _read_body(request, config.max_body)
+    if body is DISCONNECTED:  # nobody to answer: one access-log line (499) and the counter, no traceback
+        request.app.state.metrics.disconnects.inc()
+        return Response(status_code=499)
     if isinstance(body, Response):
         return body
     try:  # a text prompt runs the encoder graph while parsing: off the event loop then
@@ -298,16 +323,24 @@ async def _generate(request: HTTPRequest, gen: Generator, batcher: Batcher, conf
                     headers={"x-genctl-rows": str(req.total)})
 
 
+DISCONNECTED = object()  # _read_body: the client went away before its body was read
+
+
 async def _read_body(request: HTTPRequest, limit: int) -> Any:
-    """The decoded JSON body, or a 400/413 response; reads at most ``limit`` bytes."""
+    """The decoded JSON body, a 400/413 response, or ``DISCONNECTED``; reads at most ``limit`` bytes."""
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return _error(413, f"Request body | got {declared} bytes | expected at most {limit}")
     data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > limit:
-            return _error(413, f"Request body | got more than {limit} bytes | expected at most {limit}")
+    try:
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > limit:
+                return _error(413, f"Request body | got more than {limit} bytes | expected at most {limit}")
+    except ClientDisconnect:
+        return DISCONNECTED
     try:
         return json.loads(bytes(data) or b"{}")
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 5000-digit ints, deep nesting

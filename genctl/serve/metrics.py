@@ -22,6 +22,8 @@ class Metrics:
         self.batch_requests = Histogram("genctl_batch_requests", "Requests merged into one sampler call",
                                         buckets=BATCH_BUCKETS, registry=r)
         self.rows = Counter("genctl_rows", "Sample rows generated (rate() of this is rows/s)", registry=r)
+        self.disconnects = Counter("genctl_client_disconnects", "Clients that closed the connection before their request body "
+                                   "was read (answered 499 in the access log)", registry=r)
         self.rows_per_s = Gauge("genctl_rows_per_second", "Rows per second of sampler time in the last batch", registry=r)
         self.queue = Gauge("genctl_queue_depth", "Requests waiting for a batch", registry=r)
         self.queue.set_function(depth)

@@ -95,15 +95,30 @@ def stop() -> None:
     ray.shutdown()
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived (a plain ``kill``, a container stop)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def serve_ray(bundle: str | Path, **kwargs) -> None:
-    """The CLI's ``--ray``: start, then block until Ctrl-C, then shut Ray down."""
+    """The CLI's ``--ray``: start, then block until Ctrl-C or SIGTERM, then shut Serve and Ray down.
+
+    SIGTERM is handled like Ctrl-C (installed after Ray started, over Ray's own handler): ``serve.shutdown()`` and
+    ``ray.shutdown()`` run before the process exits, instead of Ray's workers dying under it with a native crash dump.
+    """
+    import signal
     import time
 
     start(bundle, **kwargs)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated):
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from genctl.checkpoint import save_checkpoint
 from genctl.checks import check_seed
@@ -15,9 +16,18 @@ MAX_EPOCHS = 10_000  # recipes use 12-40; a larger number is a typo that would t
 
 
 def train(family_name: str, dataset_name: str, out: str | Path, *, epochs: int | None = None, seed: int = 0,
-          overwrite: bool = False, hparams: dict | None = None) -> dict:
-    """Train and save; returns the checkpoint config (with training metrics under ``train``)."""
+          overwrite: bool = False, hparams: dict | None = None, note: Callable[[str], None] | None = None) -> dict:
+    """Train and save; returns the checkpoint config (with training metrics under ``train``).
+
+    ``note``: called with each one-line note on the data before training (``genctl train`` prints them,
+    e.g. how many non-image files of a class folder were skipped); without it the library prints nothing.
+    """
     family, dataset = check_train(family_name, dataset_name, out, epochs=epochs, seed=seed, overwrite=overwrite)
+    if note is not None:
+        from genctl.data.user import dataset_notes
+
+        for line in dataset_notes(dataset):
+            note(line)
     out = Path(out)
     epochs = epochs or family.default_epochs.get(dataset_name, 10)
     config = family.make_config(dataset.info(), hparams)
@@ -39,6 +49,16 @@ def check_train(family_name: str, dataset_name: str, out: str | Path, *, epochs:
     check_output_dir(out, "checkpoint", overwrite=overwrite)
     dataset = get_dataset(dataset_name)
     if dataset.kind != family.data_kind:
-        raise GenctlError(f"Dataset '{dataset_name}' for family '{family_name}'", got=f"a {dataset.kind} dataset",
-                          expected=f"a {family.data_kind} dataset")
+        raise GenctlError(f"Dataset '{dataset_name}' for family '{family_name}'", got=f"{_a(dataset.kind)} {dataset.kind} dataset",
+                          expected=f"{_a(family.data_kind)} {family.data_kind} dataset")
+    classes = list(dataset.label_names)
+    if family.label_conditioned and len(classes) < 2:
+        raise GenctlError(f"Dataset '{dataset_name}' for family '{family_name}'",
+                          got=f"{len(classes)} class{'' if len(classes) == 1 else 'es'} ({', '.join(map(repr, classes)) or 'none'})",
+                          expected="at least two classes (a conditional model is conditioned on the class)",
+                          fix="add a class sub-folder (or label) per class")
     return family, dataset
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

@@ -18,6 +18,8 @@ runs the same pick as ONNX nodes appended to the step graph (``graph_pick``), fe
 so one call per token returns the token and the logits never leave the device.
 A sequence stops at EOS or after ``max_new_tokens``; finished rows are dropped from the batch
 (and from the state), so a batch of mixed locales and lengths costs only the live rows.
+BOS, EOS and PAD are the model's own ids (the manifest's ``info.special_tokens``: genctl's 1, 2, 0
+for its families, a bring-your-own model's declared ids otherwise).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
 from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 from genctl.runtime.samplers.graph_pick import TOKEN, mode_for
-from genctl.vocab import BOS, EOS, PAD, check_text, decode
+from genctl.vocab import check_text, decode, special_ids
 
 
 class AutoregressiveSampler(Sampler):
@@ -50,15 +52,18 @@ class AutoregressiveSampler(Sampler):
         super().__init__(bundle)
         self.vocab = list(bundle.info["vocab"])
         self.context = int(bundle.info["context"])
+        self.specials = special_ids(bundle.info.get("special_tokens"))
+        self.bos, self.eos, self.pad = self.specials["bos"], self.specials["eos"], self.specials["pad"]
+        self.banned = sorted({self.pad, self.bos} - {self.eos})  # never picked (a pad that is the EOS stays allowed)
 
     def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
         prefix = requests[0].inputs.get("prefix") or ""  # batch_key: one prompt per batch
-        prefix_ids = check_text(prefix, self.vocab)
+        prefix_ids = check_text(prefix, self.vocab, specials=self.specials)
         max_new = np.concatenate([np.full(r.total, self.budget(r.controls["max_new_tokens"], len(prefix_ids)))
                                   for r in requests])  # (N,) each row's own token budget
         conds = condition_feeds(self.bundle.conditions, requests)  # name -> (N, ...) one value per sequence
         total = sum(r.total for r in requests)
-        prompt = np.tile(np.array([BOS] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
+        prompt = np.tile(np.array([self.bos] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
         stepper = STEPPERS[self.section.get("mode", "recurrent")](backend, self.section)
         generated, meta = self.loop(stepper, prompt, conds, requests, max_new, allow_eos_first=bool(prefix_ids))
         return [self.package(r.rows, r.n, prefix, prefix_ids, generated[s], meta)
@@ -66,7 +71,7 @@ class AutoregressiveSampler(Sampler):
 
     def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
         prefix = inputs.get("prefix") or ""
-        self.budget(controls["max_new_tokens"], len(check_text(prefix, self.vocab)))
+        self.budget(controls["max_new_tokens"], len(check_text(prefix, self.vocab, specials=self.specials)))
 
     def batch_key(self, request: Request):
         return request.inputs.get("prefix") or ""  # temperature, top-k/p and max_new_tokens are per row
@@ -102,7 +107,7 @@ class AutoregressiveSampler(Sampler):
         logits = stepper.start(prompt, conds)
         ttft, inter, last = 0.0, [], start
         for step in range(int(max_new.max())):
-            banned = [PAD, BOS] if (step or allow_eos_first) else [PAD, BOS, EOS]  # no empty names
+            banned = self.banned if (step or allow_eos_first) else [*self.banned, self.eos]  # no empty names
             if logits is not None:
                 tokens = self._pick_rows(logits, active, owner, requests, banned)
             for row, tok in zip(active, tokens):
@@ -113,14 +118,14 @@ class AutoregressiveSampler(Sampler):
             else:
                 inter.append(now - last)  # one decode call + one pick
             last = now
-            keep = (tokens != EOS) & (max_new[active] > step + 1)
+            keep = (tokens != self.eos) & (max_new[active] > step + 1)
             if not keep.any():
                 break
             active = active[keep]
             live = {k: v[active] for k, v in controls.items()}
             if stepper.fuse_pick(mode_for(**live, vocab=len(self.vocab))):
                 mask = np.zeros(len(self.vocab), dtype=bool)
-                mask[[PAD, BOS]] = True  # the banned tokens of every step after the first
+                mask[self.banned] = True  # the banned tokens of every step after the first
                 feeds = {"pick_u": self._uniforms(active, owner, requests), "pick_banned": mask,
                          **{f"pick_{k}": v for k, v in live.items()}}
                 logits, tokens = None, stepper.next_token(tokens[keep], keep, feeds)
@@ -155,10 +160,10 @@ class AutoregressiveSampler(Sampler):
                 meta: dict) -> Samples:
         seqs = [prefix_ids + g for g in generated]
         width = max(len(s) for s in seqs)
-        data = np.full((len(seqs), width), PAD, dtype=np.int64)  # prefix + new tokens (EOS kept), PAD after
+        data = np.full((len(seqs), width), self.pad, dtype=np.int64)  # prefix + new tokens (EOS kept), PAD after
         for i, s in enumerate(seqs):
             data[i, :len(s)] = s
-        texts = [prefix + decode(g, self.vocab) for g in generated]
+        texts = [prefix + decode(g, self.vocab, self.specials) for g in generated]
         meta = {**meta, "prefix": prefix, "tokens": sum(len(g) for g in generated)}  # this request's tokens
         return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
 

@@ -69,7 +69,8 @@ class OneShotSampler(Sampler):
             raise ConditionError(f"--from for family '{self.bundle.family}'", got="an image to re-condition",
                                  expected="a family with an encoder graph (cvae)")
         if len(images) != n:
-            raise ConditionError("--from images", got=f"{len(images)} images", expected=f"-n {len(images)} (one sample per image)")
+            raise ConditionError("--from images", got=f"{len(images)} image{'' if len(images) == 1 else 's'}",
+                                 expected=f"-n {len(images)} (one sample per image)")
         label_input = self.bundle.conditions.conditions[0].name
         latent = backend.run(enc["graph"], {enc["input"]: images, label_input: labels})[enc["latent"]]
         return np.concatenate([latent] * rows.n_rows, axis=0).astype(np.float32)  # same latents in every row
