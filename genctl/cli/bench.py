@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from genctl.cli.common import console, user_errors
-from genctl.cli.options import GuidanceScale, MaxNewTokens, Seed, Steps, Temperature, TopK, TopP, backend_choices
+from genctl.cli.options import Eta, GuidanceScale, MaxNewTokens, SamplerChoice, Seed, Steps, Temperature, TopK, TopP, backend_choices
 
 
 @user_errors
@@ -25,6 +25,8 @@ def bench(
     seed: Seed = 0,
     steps: Steps = None,
     guidance_scale: GuidanceScale = None,
+    eta: Eta = None,
+    sampler: SamplerChoice = None,
     max_new_tokens: MaxNewTokens = None,
     temperature: Temperature = None,
     top_k: TopK = None,
@@ -49,7 +51,8 @@ def bench(
         check_plot_path(plot)
     b = Bundle.load(bundle)
     pairs, sizes = parse_backends(backends, precision), parse_batch_sizes(batch_sizes)
-    controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "max_new_tokens": max_new_tokens,
+    controls = {k: v for k, v in {"steps": steps, "guidance_scale": guidance_scale, "eta": eta, "sampler": sampler,
+                                  "max_new_tokens": max_new_tokens,
                                   "temperature": temperature, "top_k": top_k, "top_p": top_p}.items() if v is not None}
     check_bench(b, sizes, warmup=warmup, iters=iters, seed=seed, controls=controls)
     with contextlib.ExitStack() as stack:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from genctl.cli.common import console, user_errors
-from genctl.cli.options import BackendOption, Precision, PrecisionOption, Seed, Steps
+from genctl.cli.options import BackendOption, Precision, PrecisionOption, SamplerChoice, Seed, Steps
 
 
 @user_errors
@@ -21,6 +21,7 @@ def evaluate(
     seed: Seed = 0,
     guidance_scales: Annotated[Optional[str], typer.Option(help="Diffusion: comma-separated guidance scales to sweep.")] = None,
     steps: Steps = None,
+    sampler: SamplerChoice = None,
     dataset: Annotated[Optional[str], typer.Option(help="Labelled data to train the evaluator on: a shipped dataset or your "
                                                         "class folder / .npz / label,text .csv whose labels are the first "
                                                         "condition's (default: the data the bundle was trained on).")] = None,
@@ -45,9 +46,9 @@ def evaluate(
             raise ConditionError(f"--plot '{plot}'", got="no --guidance-scales",
                                  expected="--guidance-scales W1,W2,... (the plot draws control against guidance)")
     b = Bundle.load(bundle)
-    check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)  # before the evaluator trains
+    check_eval(b, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, sampler=sampler, dataset=dataset)  # before the evaluator trains
     with Generator.load(b, backend=backend, precision=precision.value) as gen:
-        report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)
+        report = evaluate_bundle(gen, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, sampler=sampler, dataset=dataset)
     console.print(report_table(report, f"genctl eval {bundle} ({gen.bundle.family}, {gen.backend.describe()})"))
     if json_out is not None:
         write_text_atomic(json_out, json.dumps(report, indent=2) + "\n", "eval JSON")

@@ -44,6 +44,10 @@ def summary_table(bundle) -> Table:
             ("training", json.dumps({k: v for k, v in prov.get("training", {}).items() if not isinstance(v, dict)})),  # no threshold tables
             ("variants", ", ".join(f"{k} ({v.get('status', '?')})" for k, v in m.get("variants", {}).items()) or "—"),
             ("engines", ", ".join(m.get("engines", {})) or "—")]
+    if m.get("tuned"):
+        from genctl.tune.report import describe_tuned
+
+        rows.append(("tuned", describe_tuned(m["tuned"])))
     for cond in bundle.conditions.conditions:
         rows.append((f"condition {cond.name}", cond.describe()))
     for key, value in rows:

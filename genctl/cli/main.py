@@ -6,12 +6,12 @@ from typing import Annotated
 import typer
 
 from genctl import __version__
-from genctl.cli import bench, build, doctor, export, export_triton, generate, inspect, loadtest, quickstart, serve, train
+from genctl.cli import bench, build, doctor, export, export_triton, generate, inspect, loadtest, quickstart, serve, train, tune
 from genctl.cli import eval as eval_cmd
 from genctl.cli.common import OneLineUsageErrors
 
 app = typer.Typer(name="genctl", cls=OneLineUsageErrors, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-                  help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval.")
+                  help="Controlled generative models: train → export (ONNX, parity-checked) → build → generate · bench · eval · tune.")
 
 
 def _print_version(value: bool) -> None:
@@ -40,6 +40,7 @@ app.command()(bench.bench)
 app.command("eval")(eval_cmd.evaluate)
 app.command()(doctor.doctor)
 app.command()(build.build)
+app.command()(tune.tune)
 app.command()(serve.serve)
 app.command()(loadtest.loadtest)
 app.command("export-triton")(export_triton.export_triton)

@@ -6,6 +6,7 @@ from genctl.eval.images import control_accuracy
 
 
 def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None,
+               sampler: str | None = None,
                dataset: str | None = None) -> list[float] | None:
     """Refuse bad arguments before the evaluator trains and samples are made; returns the guidance scales.
     ``dataset``: labelled data to evaluate on instead of the bundle's own (``genctl eval --dataset PATH``)."""
@@ -17,16 +18,17 @@ def check_eval(bundle, *, n: int, seed: int = 0, guidance_scales: str | None = N
         raise ConditionError("-n", got=repr(n), expected=f"an integer in 1..{MAX_SAMPLES} (samples in total)")
     scales = _scales(guidance_scales) if guidance_scales is not None or bundle.sampler["kind"] == "diffusion" else None
     for w in scales or [None]:  # the controls each evaluation pass will use, checked against the sampler's schema
-        check_request(bundle, None, 1, seed, guidance_scale=w, steps=steps)
+        check_request(bundle, None, 1, seed, guidance_scale=w, steps=steps, sampler=sampler)
     return scales
 
 
 def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None = None, steps: int | None = None,
+                    sampler: str | None = None,
                     dataset: str | None = None) -> dict:
     bundle = gen.bundle
-    check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, dataset=dataset)
+    check_eval(bundle, n=n, seed=seed, guidance_scales=guidance_scales, steps=steps, sampler=sampler, dataset=dataset)
     if any(c.takes_prompts for c in bundle.conditions.conditions):
-        return _evaluate_prompts(gen, n=n, seed=seed, scales=_scales(guidance_scales), steps=steps)
+        return _evaluate_prompts(gen, n=n, seed=seed, scales=_scales(guidance_scales), steps=steps, sampler=sampler)
     from genctl.eval.dataset import evaluation_dataset
 
     dataset = evaluation_dataset(bundle, dataset)
@@ -40,7 +42,7 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
     if bundle.sampler["kind"] == "diffusion":
         scales = _scales(guidance_scales)
         for w in scales:
-            acc = control_accuracy(gen, per_class, seed=seed, dataset=dataset, guidance_scale=w, steps=steps)
+            acc = control_accuracy(gen, per_class, seed=seed, dataset=dataset, guidance_scale=w, steps=steps, sampler=sampler)
             report[f"guidance {w:g}"] = {"accuracy": acc["mean_accuracy"], "diversity": acc["diversity"]}
         report["evaluator_test_accuracy"] = acc["evaluator_test_accuracy"]
         report["diversity_real"] = acc["diversity_real"]
@@ -59,14 +61,14 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
     return report
 
 
-def _evaluate_prompts(gen, *, n: int, seed: int, scales: list[float], steps: int | None) -> dict:
+def _evaluate_prompts(gen, *, n: int, seed: int, scales: list[float], steps: int | None, sampler: str | None) -> dict:
     """Text-prompted models: held-out prompts at each guidance scale (``eval/prompts.py``)."""
     from genctl.eval.prompts import prompt_accuracy
 
     per_prompt = max(1, n // 90)
     report: dict = {}
     for w in scales:
-        acc = prompt_accuracy(gen, per_prompt, seed=seed, guidance_scale=w, steps=steps)
+        acc = prompt_accuracy(gen, per_prompt, seed=seed, guidance_scale=w, steps=steps, sampler=sampler)
         report[f"guidance {w:g}"] = {"accuracy": acc["class_accuracy"], "thickness": acc["thickness_accuracy"],
                                      "slant": acc["slant_accuracy"], "bold/thin ink": acc["bold_over_thin_ink"],
                                      "slant pairs right way": acc["slant_pairs_right_way"], "diversity": acc["diversity"]}

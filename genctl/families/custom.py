@@ -146,7 +146,9 @@ class OneShotGraph(nn.Module):
 
 
 class DiffusionStepGraph(nn.Module):
-    """The diffusion family's fused step around a user denoiser: [cond; null] batch, guidance, DDIM."""
+    """The diffusion family's fused step around a user denoiser: [cond; null] batch, guidance, DDIM /
+    DPM-Solver++ update. ``rest`` = conditions, guidance_scale, eta, noise[, x0_prev, x0_delta_coef]
+    (without the last two: the old DDIM step of a bundle exported before DPM-Solver++)."""
 
     def __init__(self, user: nn.Module, nulls: list[torch.Tensor | None], prediction: str, t_dtype: str, t_scale: float):
         super().__init__()
@@ -158,7 +160,7 @@ class DiffusionStepGraph(nn.Module):
         self.v_prediction, self.float_t, self.t_scale = prediction == "v", t_dtype == "float32", t_scale
 
     def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, *rest):
-        conds, (guidance_scale, eta, noise) = rest[:self.n_cond], rest[self.n_cond:]
+        conds, (guidance_scale, eta, noise, *solver) = rest[:self.n_cond], rest[self.n_cond:]
         b = x_t.shape[0]
         doubled = [torch.cat([c, getattr(self, f"null_{i}").expand_as(c) if self.has_null[i] else c])  # (2B, ...)
                    for i, c in enumerate(conds)]
@@ -170,7 +172,7 @@ class DiffusionStepGraph(nn.Module):
         if self.v_prediction:  # v = sqrt(ab) eps - sqrt(1-ab) x0  =>  eps = sqrt(ab) v + sqrt(1-ab) x_t
             ab = alpha_bar_t.reshape(-1, *([1] * (x_t.dim() - 1)))
             out = ab.sqrt() * out + (1 - ab).clamp(min=0).sqrt() * x_t
-        return schedule.ddim_update(x_t, out, alpha_bar_t, alpha_bar_prev, eta, noise)
+        return schedule.solver_update(x_t, out, alpha_bar_t, alpha_bar_prev, eta, noise, *solver)
 
 
 class NextTokenGraph(nn.Module):
@@ -280,10 +282,11 @@ class Custom(Family):
         per_sample = lambda name: TensorSpec(name, "float32", ["batch"], "control")  # noqa: E731
         x_t = TensorSpec("x_t", "float32", image, "state")
         t = TensorSpec("t", "int64", ["batch"], "control", high=T)
+        solver_in, solver_out = schedule.solver_specs(image)
         inputs = [x_t, t, per_sample("alpha_bar_t"), per_sample("alpha_bar_prev"), *condition_specs(schema, nulls),
-                  per_sample("guidance_scale"), per_sample("eta"), TensorSpec("noise", "float32", image, "noise")]
-        spec = GraphSpec("step", inputs=inputs, outputs=[TensorSpec("x_prev", "float32", image, "output")],
-                         feeds_back={"x_prev": "x_t"}, doc=f"{byo['factory']} denoiser in genctl's fused CFG + DDIM step")
+                  per_sample("guidance_scale"), per_sample("eta"), TensorSpec("noise", "float32", image, "noise"), *solver_in]
+        spec = GraphSpec("step", inputs=inputs, outputs=solver_out, feeds_back=dict(schedule.FEEDS_BACK),
+                         doc=f"{byo['factory']} denoiser in genctl's fused CFG + DDIM / DPM-Solver++(2M) step")
         text_nulls = text_nulls or {}  # a text null (the empty prompt) is its encoding, computed by the encoder
         null_values = [t for c in schema.conditions  # one per graph input: a kind may feed several
                        for t in ((text_nulls[c.name] if c.name in text_nulls else _null_tensors(c, nulls[c.name]))
@@ -292,7 +295,8 @@ class Custom(Family):
                                     float(decl.get("t_scale", 1.0)))
         ex = {"x_t": torch.randn(2, *shape), "t": torch.tensor([3, T - 1]), "noise": torch.randn(2, *shape),
               "alpha_bar_t": torch.tensor([0.05, 0.95]), "alpha_bar_prev": torch.tensor([0.5, 1.0]),
-              "guidance_scale": torch.tensor([0.0, 5.0]), "eta": torch.tensor([0.0, 1.0]), **condition_examples(schema)}
+              "guidance_scale": torch.tensor([0.0, 5.0]), "eta": torch.tensor([0.0, 1.0]), **condition_examples(schema),
+              **schedule.solver_examples(shape)}
         return {"step": GraphDef(module, ex, spec)}
 
     def _graphs_autoregressive(self, model, byo, schema, text_nulls=None) -> dict[str, GraphDef]:

@@ -6,9 +6,10 @@ of the labels are replaced by the null class so the same network predicts eps(x_
 eps(x_t | null) (Ho & Salimans 2022). Training keeps an EMA of the weights and saves it.
 
 Exports two graphs:
-- ``step(x_t, t, alpha_bar_t, alpha_bar_prev, label, guidance_scale, eta, noise) -> x_prev``:
-  one fused denoising step — the UNet on the doubled batch (label + null label), the guidance
-  combination and the DDIM/DDPM update (``schedule.ddim_update``). One engine call per step.
+- ``step(x_t, t, alpha_bar_t, alpha_bar_prev, label, guidance_scale, eta, noise, x0_prev, x0_delta_coef)
+  -> (x_prev, x0_out)``: one fused denoising step — the UNet on the doubled batch (label + null
+  label), the guidance combination and the DDIM/DDPM or DPM-Solver++(2M) update
+  (``schedule.solver_update``; x0_out is fed back as x0_prev). One engine call per step.
 - ``denoiser(x_t, t, label) -> eps``: the plain network, for users who bring their own scheduler
   (``label`` may be the null class index = number of classes).
 """
@@ -159,18 +160,21 @@ class DiffusionModel(nn.Module):
 
 
 class StepGraph(nn.Module):
-    """The fused step: UNet on [cond; null] -> guidance -> DDIM update (see module docstring)."""
+    """The fused step: UNet on [cond; null] -> guidance -> DDIM / DPM-Solver++ update (see module docstring).
+
+    Called without ``x0_prev`` / ``x0_delta_coef`` (the torch reference of a bundle exported before
+    DPM-Solver++) it is the old DDIM step and returns x_prev alone."""
 
     def __init__(self, unet: UNet, null_label: int):
         super().__init__()
         self.unet, self.null_label = unet, null_label
 
-    def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, label, guidance_scale, eta, noise):
+    def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, label, guidance_scale, eta, noise, x0_prev=None, x0_delta_coef=None):
         b = x_t.shape[0]
         labels = torch.cat([label, torch.full_like(label, self.null_label)])  # (2B,)
         eps = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), labels)  # (2B, C, H, W)
         eps = schedule.guided_eps(eps[:b], eps[b:], guidance_scale)
-        return schedule.ddim_update(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise)
+        return schedule.solver_update(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise, x0_prev, x0_delta_coef)
 
 
 # -------------------------------------------------------------------------------------- training
@@ -232,18 +236,20 @@ class Diffusion(Family):
         x_t = TensorSpec("x_t", "float32", image, "state")
         t = TensorSpec("t", "int64", ["batch"], "control", high=hp.timesteps)
         label = TensorSpec("label", "int64", ["batch"], "condition", high=n_classes + 1)
+        solver_in, solver_out = schedule.solver_specs(image)
         step = GraphSpec("step", inputs=[x_t, t, per_sample("alpha_bar_t"), per_sample("alpha_bar_prev"), label,
                                          per_sample("guidance_scale"), per_sample("eta"),
-                                         TensorSpec("noise", "float32", image, "noise")],
-                         outputs=[TensorSpec("x_prev", "float32", image, "output")], feeds_back={"x_prev": "x_t"},
-                         doc="one CFG denoising step: UNet on [label; null], eps_u + w (eps_c - eps_u), DDIM(eta) update")
+                                         TensorSpec("noise", "float32", image, "noise"), *solver_in],
+                         outputs=solver_out, feeds_back=dict(schedule.FEEDS_BACK),
+                         doc="one CFG denoising step: UNet on [label; null], eps_u + w (eps_c - eps_u), "
+                             "DDIM(eta) update + x0_delta_coef (x0 - x0_prev) (DPM-Solver++(2M))")
         denoiser = GraphSpec("denoiser", inputs=[x_t, t, label], outputs=[TensorSpec("eps", "float32", image, "output")],
                              doc=f"eps_theta(x_t, t, label); label {n_classes} is the null (unconditional) class")
         # Example values span the valid ranges: parity draws random feeds between their min and max.
         ex = {"x_t": torch.randn(2, *shape), "t": torch.tensor([3, hp.timesteps - 1]),
               "label": torch.tensor([1, n_classes]), "noise": torch.randn(2, *shape)}
         step_ex = dict(ex, alpha_bar_t=torch.tensor([0.05, 0.95]), alpha_bar_prev=torch.tensor([0.5, 1.0]),
-                       guidance_scale=torch.tensor([0.0, 5.0]), eta=torch.tensor([0.0, 1.0]))
+                       guidance_scale=torch.tensor([0.0, 5.0]), eta=torch.tensor([0.0, 1.0]), **schedule.solver_examples(shape))
         return {"step": GraphDef(StepGraph(model.unet, n_classes), step_ex, step),
                 "denoiser": GraphDef(model.unet, {k: ex[k] for k in ("x_t", "t", "label")}, denoiser)}
 

@@ -16,8 +16,9 @@ Exports three graphs:
 - ``encoder(input_ids, attention_mask) -> (states, pooled)``: the sentence encoder, run once per
   request by the ``text`` condition's encode stage (never per step);
 - ``step(x_t, t, alpha_bar_t, alpha_bar_prev, caption_states, caption_mask, guidance_scale, eta,
-  noise) -> x_prev``: UNet on [prompt; empty prompt] (the null encoding is a constant of the
-  graph, computed when training started), guidance, the DDIM/DDPM update — one call per step;
+  noise, x0_prev, x0_delta_coef) -> (x_prev, x0_out)``: UNet on [prompt; empty prompt] (the null
+  encoding is a constant of the graph, computed when training started), guidance, the DDIM/DDPM or
+  DPM-Solver++(2M) update (``schedule.solver_update``) — one call per step;
 - ``denoiser(x_t, t, caption_states, caption_mask) -> eps``: the plain network.
 """
 from __future__ import annotations
@@ -130,7 +131,8 @@ class TextDiffusionModel(nn.Module):
 
 
 class TextStepGraph(nn.Module):
-    """The fused step: UNet on [prompt; empty prompt] -> guidance -> DDIM update."""
+    """The fused step: UNet on [prompt; empty prompt] -> guidance -> DDIM / DPM-Solver++ update
+    (without ``x0_prev``: the old DDIM step of a bundle exported before DPM-Solver++)."""
 
     def __init__(self, model: TextDiffusionModel):
         super().__init__()
@@ -138,13 +140,14 @@ class TextStepGraph(nn.Module):
         self.register_buffer("null_states", model.null_states.clone())
         self.register_buffer("null_mask", model.null_mask.clone())
 
-    def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, caption_states, caption_mask, guidance_scale, eta, noise):
+    def forward(self, x_t, t, alpha_bar_t, alpha_bar_prev, caption_states, caption_mask, guidance_scale, eta, noise,
+                x0_prev=None, x0_delta_coef=None):
         b = x_t.shape[0]
         states = torch.cat([caption_states, self.null_states.expand(b, -1, -1)])  # (2B, L, D)
         mask = torch.cat([caption_mask, self.null_mask.expand(b, -1)])  # (2B, L)
         eps = self.unet(torch.cat([x_t, x_t]), torch.cat([t, t]), states, mask)  # (2B, C, H, W)
         eps = schedule.guided_eps(eps[:b], eps[b:], guidance_scale)
-        return schedule.ddim_update(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise)
+        return schedule.solver_update(x_t, eps, alpha_bar_t, alpha_bar_prev, eta, noise, x0_prev, x0_delta_coef)
 
 
 # -------------------------------------------------------------------------------------- training
@@ -307,17 +310,19 @@ class TextDiffusion(Family):
         x_t = TensorSpec("x_t", "float32", image, "state")
         t = TensorSpec("t", "int64", ["batch"], "control", high=hp.timesteps)
         text = cond.specs()
+        solver_in, solver_out = schedule.solver_specs(image)
         step = GraphSpec("step", inputs=[x_t, t, per_sample("alpha_bar_t"), per_sample("alpha_bar_prev"), *text,
                                          per_sample("guidance_scale"), per_sample("eta"),
-                                         TensorSpec("noise", "float32", image, "noise")],
-                         outputs=[TensorSpec("x_prev", "float32", image, "output")], feeds_back={"x_prev": "x_t"},
-                         doc="one CFG denoising step: UNet on [prompt; empty prompt], eps_u + w (eps_c - eps_u), DDIM(eta) update")
+                                         TensorSpec("noise", "float32", image, "noise"), *solver_in],
+                         outputs=solver_out, feeds_back=dict(schedule.FEEDS_BACK),
+                         doc="one CFG denoising step: UNet on [prompt; empty prompt], eps_u + w (eps_c - eps_u), "
+                             "DDIM(eta) update + x0_delta_coef (x0 - x0_prev) (DPM-Solver++(2M))")
         denoiser = GraphSpec("denoiser", inputs=[x_t, t, *text], outputs=[TensorSpec("eps", "float32", image, "output")],
                              doc="eps_theta(x_t, t, prompt states): the text UNet")
         feeds = {k: torch.from_numpy(v) for k, v in cond.example_feeds(2).items()}
         ex = {"x_t": torch.randn(2, *shape), "t": torch.tensor([3, hp.timesteps - 1]), "noise": torch.randn(2, *shape), **feeds}
         step_ex = dict(ex, alpha_bar_t=torch.tensor([0.05, 0.95]), alpha_bar_prev=torch.tensor([0.5, 1.0]),
-                       guidance_scale=torch.tensor([0.0, 5.0]), eta=torch.tensor([0.0, 1.0]))
+                       guidance_scale=torch.tensor([0.0, 5.0]), eta=torch.tensor([0.0, 1.0]), **schedule.solver_examples(shape))
         enc = encoder_graph(model.encoder, max_len=hp.max_tokens, name="encoder")
         return {"encoder": enc,
                 "step": GraphDef(TextStepGraph(model), step_ex, step),

@@ -8,6 +8,8 @@ same code draws a live run and results committed years ago, and returns the matp
   backend/precision, log axes, the torch baseline drawn black and dashed; p50 latency beside it.
 - ``guidance_figure``: control accuracy (and diversity) against the classifier-free guidance scale.
 - ``summary_figure``: speedup vs torch eager at batch 1 and at the largest batch, per family.
+- ``tune_figure``: control accuracy against samples/s per tuned candidate, the Pareto front joined,
+  the reference and the chosen setting marked (``tune --json`` records).
 """
 from __future__ import annotations
 
@@ -195,6 +197,50 @@ def summary_figure(families: Mapping[str, Sequence[Mapping[str, Any]]], *, title
     axes[0].set_ylabel("speedup vs torch eager (samples/s or tokens/s)")
     axes[0].legend(fontsize=8, loc="upper left")
     fig.suptitle(f"{title}\n{device or machine()}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def tune_figure(records: Sequence[Mapping[str, Any]], *, title: str, criterion: str = "", threshold: float | None = None,
+                device: str | None = None):
+    """Accuracy (%) against samples/s (log x), one point per measured candidate: the Pareto front
+    joined by a line, the reference and the chosen candidate marked, dropped candidates faded;
+    ``threshold`` (percent) draws the criterion's accuracy floor."""
+    points = [r for r in records if r.get("accuracy") is not None and r.get("samples_per_s")]
+    if not points:
+        raise GenctlError("Tune plot", got="no measured candidates", expected="at least one candidate with accuracy and samples/s")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    alive = [r for r in points if r.get("status") == "measured" and not r.get("front")]
+    dropped = [r for r in points if r.get("status") != "measured" and not r.get("front")]
+    for rows, style in ((dropped, dict(color="#bbbbbb", marker="x", s=22, label="dropped early (fewer samples)")),
+                        (alive, dict(color=COLORS[0], marker="o", s=30, label="measured to the end"))):
+        if rows:
+            ax.scatter([r["samples_per_s"] for r in rows], [100 * r["accuracy"] for r in rows], zorder=2, **style)
+    front = sorted((r for r in points if r.get("front")), key=lambda r: r["samples_per_s"])
+    ax.plot([r["samples_per_s"] for r in front], [100 * r["accuracy"] for r in front], color=COLORS[1], marker="D",
+            linewidth=1.8, markersize=6, zorder=3, label="Pareto front")
+    for r in front:
+        ax.annotate(r.get("label", ""), (r["samples_per_s"], 100 * r["accuracy"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7, color=COLORS[1])
+    ref = next((r for r in points if r.get("reference")), None)
+    if ref is not None:
+        ax.scatter([ref["samples_per_s"]], [100 * ref["accuracy"]], s=160, facecolors="none", edgecolors="black", linewidths=2,
+                   zorder=4, label=f"reference (current defaults): {ref.get('label', '')}")
+    chosen = next((r for r in points if r.get("chosen")), None)
+    if chosen is not None:
+        ax.scatter([chosen["samples_per_s"]], [100 * chosen["accuracy"]], s=260, marker="*", color=COLORS[2], edgecolors="black",
+                   zorder=5, label=f"chosen: {chosen['backend']}:{chosen['precision']} b{chosen['batch']} {chosen.get('label', '')}")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle=":", linewidth=1.2, label=f"criterion: {threshold:.1f}%")
+    ax.set_xscale("log")
+    ax.get_xaxis().set_major_formatter(_plain_ticks())
+    ax.get_xaxis().set_minor_formatter(_plain_ticks())
+    ax.set_xlabel("samples/s (higher is better)")
+    ax.set_ylabel("control accuracy, % (evaluator)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"{title}\n{criterion + '; ' if criterion else ''}{device or machine()}", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -97,7 +97,9 @@ def _readme(bundle: Bundle, models: dict[str, str]) -> str:
         "oneshot": "One call: send `noise` (standard normal × temperature) and the conditions; the output is the sample.",
         "diffusion": "Per request: x_T ~ N(0, I); for each of the `steps` timesteps (strided over the schedule in "
                      "`genctl_sampler.json` → info.schedule) call the step model with x_t, noise, t, alpha_bar_t, "
-                     "alpha_bar_prev, guidance_scale, eta and the label; feed x_prev back as x_t.",
+                     "alpha_bar_prev, guidance_scale, eta and the label (a step model with x0_prev / x0_delta_coef inputs: "
+                     "zeros and 0 for DDIM, DPM-Solver++(2M)'s coefficient from genctl.schedule otherwise); feed x_prev "
+                     "back as x_t (and x0_out as x0_prev).",
         "autoregressive": "Per request: feed BOS (+ prefix), then one token per call; pick the next token on the "
                           "client from the logits (temperature / top-k / top-p), feed the state outputs back "
                           "(`sampler.feeds_back` in `genctl_sampler.json`), stop at EOS.",

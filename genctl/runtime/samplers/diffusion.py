@@ -10,6 +10,11 @@ the same seed gives the same samples on every backend.
 ``sampler=ddim`` uses the ``eta`` control (0 = deterministic); ``sampler=ddpm`` is DDIM with eta = 1
 on the same timestep sequence, which is exactly DDPM ancestral sampling (Song et al. 2021, eq. 16
 with eta = 1 gives DDPM's posterior variance); ``steps < T`` strides it ("respaced" DDPM).
+``sampler=dpmpp-2m`` is DPM-Solver++(2M) (Lu et al. 2022; deterministic, eta unused): the same step
+graph with a per-step ``x0_delta_coef`` (``genctl.schedule.dpm_solver_2m_coefficients``, uploaded
+with the other per-step rows) and the previous step's data prediction as a second piece of loop
+state (``x0_out`` fed back as ``x0_prev``, as ``x_prev`` is as ``x_t``). A step graph exported
+before DPM-Solver++ lacks those inputs: it still runs ddim and ddpm, and refuses dpmpp-2m.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from genctl.errors import BundleError, ConditionError
 from genctl.runtime.backends.base import Backend
 from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 
+SAMPLERS = ("ddim", "ddpm", "dpmpp-2m")
+SOLVER_INPUTS = ("x0_prev", "x0_delta_coef")  # the step graph's DPM-Solver++ inputs (absent before it)
+
 
 class DiffusionSampler(Sampler):
     kind = "diffusion"
@@ -33,7 +41,8 @@ class DiffusionSampler(Sampler):
         Control("guidance_scale", float, 3.0, low=0.0, high=1000.0,
                 help="classifier-free guidance (0 = unconditional, 1 = conditional, >1 = guided)"),
         Control("eta", float, 0.0, low=0.0, high=1.0, help="DDIM noise (0 = deterministic, 1 = DDPM's variance)"),
-        Control("sampler", str, "ddim", choices=("ddim", "ddpm"), help="ddim (uses eta) or ddpm (eta = 1)"),
+        Control("sampler", str, "ddim", choices=SAMPLERS,
+                help="ddim (uses eta), ddpm (eta = 1) or dpmpp-2m (DPM-Solver++(2M): deterministic, good in 10-25 steps)"),
     ]
 
     def __init__(self, bundle):
@@ -43,11 +52,12 @@ class DiffusionSampler(Sampler):
             raise BundleError(f"Sampler graph '{name}' of bundle '{bundle.path}'", got=f"graphs {sorted(bundle.graphs)}",
                               expected="the fused step graph the manifest names", fix="re-export the bundle")
         self.spec = bundle.graphs[name]
+        self.has_solver = all(n in self.spec.input_names for n in SOLVER_INPUTS)
         self.alpha_bar = check_schedule(bundle, self.spec)
         self.train_timesteps = len(self.alpha_bar)
 
     def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
-        steps = requests[0].controls["steps"]  # batch_key: one timestep sequence per batch
+        steps, solver = self.batch_key(requests[0])  # one timestep sequence and one solver per batch
         ws = [r.controls["guidance_scale"] for r in requests]
         etas = [eta_of(r.controls) for r in requests]
         ts = schedule.timesteps(self.train_timesteps, steps)
@@ -55,6 +65,7 @@ class DiffusionSampler(Sampler):
         total = sum(r.total for r in requests)
         put = backend.put  # values stay where the backend computes (device-resident on GPU backends)
         x_spec = self.spec.input("x_t")
+        image = x_spec.concrete({"batch": total})
         x = put(np.concatenate([self.noise(x_spec, r.total, r.rng) for r in requests]))  # x_T ~ N(0, I), per request
         per_row = lambda vs: np.concatenate([np.full(r.total, v, dtype=np.float32) for r, v in zip(requests, vs)])  # noqa: E731
         col = lambda v: np.repeat(np.asarray(v, dtype=np.float32)[:, None], total, axis=1)  # noqa: E731  (steps, B)
@@ -62,15 +73,21 @@ class DiffusionSampler(Sampler):
                  "guidance_scale": put(per_row(ws)), "eta": put(per_row(etas))}  # graph inputs: one value per row
         per_step = {"t": put(np.repeat(np.asarray(ts, dtype=np.int64)[:, None], total, axis=1)),
                     "alpha_bar_t": put(col(ab_t)), "alpha_bar_prev": put(col(ab_prev))}  # one upload, a row per step
-        zeros = None if any(e > 0 for e in etas) else put(np.zeros(x_spec.concrete({"batch": total}), dtype=np.float32))
+        state = {"x_t": x}  # loop state, fed back from the step's outputs (spec.feeds_back)
+        if self.has_solver:  # DPM-Solver++(2M): x0_delta_coef = 0 keeps DDIM / DDPM (and first-order steps) as they were
+            delta = schedule.dpm_solver_2m_coefficients(self.alpha_bar, ts)["x0_delta_coef"] if solver == "dpmpp-2m" else np.zeros(len(ts))
+            per_step["x0_delta_coef"] = put(col(delta))
+            state["x0_prev"] = put(np.zeros(image, dtype=np.float32))  # unused by the first (first-order) step
+        zeros = None if any(e > 0 for e in etas) else put(np.zeros(image, dtype=np.float32))
         step_s = []
         for i in range(len(ts)):
             noise = zeros if zeros is not None else put(self._step_noise(x_spec, requests, etas))
-            feeds = {"x_t": x, "noise": noise, **fixed, **{k: v[i] for k, v in per_step.items()}}
+            feeds = {**state, "noise": noise, **fixed, **{k: v[i] for k, v in per_step.items()}}
             start = time.perf_counter()
-            x = backend.run_values(self.spec.name, feeds)["x_prev"]
+            out = backend.run_values(self.spec.name, feeds)
             step_s.append(time.perf_counter() - start)
-        x = backend.get(x)
+            state = {name: out[o] for o, name in self.spec.feeds_back.items()}
+        x = backend.get(state["x_t"])
         return [Samples(data=x[s], rows=r.rows.labels, n=r.n, kind="image",
                         meta={"steps": steps, "guidance_scale": w, "eta": eta, "sampler": r.controls["sampler"],
                               "step_s": step_s})
@@ -84,6 +101,12 @@ class DiffusionSampler(Sampler):
 
     def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
         steps, w = controls["steps"], controls["guidance_scale"]
+        if controls["sampler"] == "dpmpp-2m" and not self.has_solver:
+            path = self.bundle.path
+            raise ConditionError("Control --sampler", got="'dpmpp-2m'",
+                                 expected=f"ddim or ddpm for this bundle: its step graph was exported before DPM-Solver++ "
+                                          f"(no {' / '.join(SOLVER_INPUTS)} inputs)",
+                                 fix=f"re-export it from its checkpoint, the bundle's source/: genctl export {path}/source --out NEW_BUNDLE")
         if steps > self.train_timesteps:
             raise ConditionError("Control --steps", got=steps,
                                  expected=f"a value in [1, {self.train_timesteps}] (the model's training timesteps)")
@@ -93,12 +116,14 @@ class DiffusionSampler(Sampler):
                                           "so it has no unconditional prediction", fix="retrain with cfg_dropout > 0")
 
     def batch_key(self, request: Request):
-        return request.controls["steps"]  # guidance scale and eta are per-row graph inputs; steps set the loop
+        """(steps, solver): guidance scale and eta are per-row graph inputs; steps and the solver set the loop
+        (ddim and ddpm are one solver, DDIM with a per-row eta)."""
+        return request.controls["steps"], ("dpmpp-2m" if request.controls["sampler"] == "dpmpp-2m" else "ddim")
 
 
 def eta_of(controls: dict[str, Any]) -> float:
-    """DDPM is DDIM with eta = 1 on the same timesteps."""
-    return 1.0 if controls["sampler"] == "ddpm" else controls["eta"]
+    """DDPM is DDIM with eta = 1 on the same timesteps; DPM-Solver++(2M) is deterministic (eta applies to ddim only)."""
+    return {"ddpm": 1.0, "dpmpp-2m": 0.0}.get(controls["sampler"], controls["eta"])
 
 
 def check_schedule(bundle, spec) -> np.ndarray:
