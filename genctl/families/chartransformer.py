@@ -10,7 +10,12 @@ Exports two graphs with the KV cache as explicit inputs/outputs, laid out
   logits of its last position and the cache of every position;
 - ``decode(token, past_k, past_v, locale) -> (logits, present_k, present_v)``: one token at
   position ``past`` (read from ``past_k``'s shape inside the graph); the new cache is the old one
-  with this token's keys/values appended by ``Concat``.
+  with this token's keys/values appended by ``Concat``;
+- ``decode_fixed(token, past_k, past_v, position, locale) -> (logits, present_k, present_v)``, only
+  with the hparam ``fixed_cache``: the cache is always ``context`` positions long, the token's
+  position is an input, its keys/values are written at that slot (``Where`` on a one-hot of the
+  position) and the slots after it are masked, so every step has the same shapes (CUDA graphs,
+  TensorRT). The sampler pads the prefill cache to ``context`` once (mode ``kv_fixed``).
 Attention is written by hand (matmul, mask from two ``arange``s, softmax) so both graphs are plain
 ops — no If/Loop/ScatterND/Trilu — that TensorRT can build.
 """
@@ -39,6 +44,7 @@ class CharTransformerConfig:
     lr: float = 2e-3
     batch_size: int = 128
     train_subset: int = 0  # train on this many names only (0 = all); for quick tests
+    fixed_cache: bool = False  # also export ``decode_fixed`` (context-sized cache) and sample with it
 
 
 class Block(nn.Module):
@@ -139,6 +145,36 @@ class Decode(nn.Module):
         return m.head(m.ln_f(x))[:, 0], torch.stack(ks), torch.stack(vs)  # (B, V), (L, B, h, P+1, hd) x2
 
 
+class DecodeFixed(nn.Module):
+    """``(token, past_k, past_v, position, locale) -> (logits, present_k, present_v)``, cache (L, B, h, S, hd)
+    with S = context: slot ``position`` gets this token's keys/values, slots after it are masked."""
+
+    def __init__(self, model: CharTransformerModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, token: torch.Tensor, past_k: torch.Tensor, past_v: torch.Tensor, position: torch.Tensor,
+                locale: torch.Tensor):
+        m = self.model
+        x = m.embed(token[:, None], position[:, None], locale)  # (B, 1, C)
+        slots = torch.arange(past_k.shape[3], device=token.device)[None, :]  # (1, S)
+        write = (slots == position[:, None])[:, None, :, None]  # (B, 1, S, 1) this token's slot
+        future = (slots > position[:, None])[:, None, None, :]  # (B, 1, 1, S) slots not written yet
+        ks, vs = [], []
+        for i, block in enumerate(m.blocks):
+            h = block.ln1(x)
+            q, k, v = (block.split(t) for t in block.qkv(h).chunk(3, dim=2))  # (B, h, 1, hd)
+            k, v = torch.where(write, k, past_k[i]), torch.where(write, v, past_v[i])  # (B, h, S, hd)
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(block.head_dim))  # (B, h, 1, S)
+            att = att.masked_fill(future, float("-inf"))
+            y = (F.softmax(att, dim=-1) @ v).transpose(1, 2).reshape(x.shape)  # (B, 1, C)
+            x = x + block.proj(y)
+            x = x + block.mlp(block.ln2(x))
+            ks.append(k)
+            vs.append(v)
+        return m.head(m.ln_f(x))[:, 0], torch.stack(ks), torch.stack(vs)  # (B, V), (L, B, h, S, hd) x2
+
+
 class CharTransformer(TextFamily):
     name = "chartransformer"
     Config = CharTransformerConfig
@@ -176,14 +212,35 @@ class CharTransformer(TextFamily):
         loc = torch.tensor([0, n_loc - 1])
         tokens = torch.tensor([[BOS, len(SPECIALS), len(SPECIALS) + 1]] * b)
         past = torch.randn(hp.layers, b, hp.heads, t, hd)
-        return {
+        graphs = {
             "prefill": GraphDef(Prefill(model).eval(), {"tokens": tokens, cond: loc}, prefill),
             "decode": GraphDef(Decode(model).eval(), {"token": tokens[:, 1], "past_k": past, "past_v": past.clone(),
                                                       cond: loc}, decode),
         }
+        if hp.fixed_cache:
+            ctx = context_length(config)
+            fixed = GraphSpec(
+                "decode_fixed",
+                inputs=[TensorSpec("token", "int64", ["batch"], "data", high=vocab),
+                        TensorSpec("past_k", "float32", kv(ctx), "state"),
+                        TensorSpec("past_v", "float32", kv(ctx), "state"),
+                        TensorSpec("position", "int64", ["batch"], "data", high=ctx), locale],
+                outputs=[logits, TensorSpec("present_k", "float32", kv(ctx), "state"),
+                         TensorSpec("present_v", "float32", kv(ctx), "state")],
+                feeds_back={"present_k": "past_k", "present_v": "past_v"},
+                doc="one token at `position` + context-sized KV cache + locale -> next-token logits and the cache "
+                    "with this token written at `position` (same shapes every step)")
+            full = torch.randn(hp.layers, b, hp.heads, ctx, hd)
+            graphs["decode_fixed"] = GraphDef(DecodeFixed(model).eval(), {
+                "token": tokens[:, 1], "past_k": full, "past_v": full.clone(), "position": torch.tensor([t, ctx - 1]),
+                cond: loc}, fixed)
+        return graphs
 
     def sampler_section(self, config: dict) -> dict:
-        return {"kind": "autoregressive", "mode": "kv_cache", "graphs": {"prefill": "prefill", "decode": "decode"},
+        fixed = CharTransformerConfig(**config["hparams"]).fixed_cache
+        graphs = {"prefill": "prefill", "decode": "decode", **({"decode_fixed": "decode_fixed"} if fixed else {})}
+        return {"kind": "autoregressive", "mode": "kv_fixed" if fixed else "kv_cache", "graphs": graphs,
                 "prompt_input": "tokens", "token_input": "token", "logits_output": "logits",
+                **({"position_input": "position"} if fixed else {}),
                 "feeds_back": {"present_k": "past_k", "present_v": "past_v"}, "eos": EOS,
                 "defaults": dict(SAMPLER_DEFAULTS)}

@@ -1,10 +1,13 @@
 """Autoregressive sampling: prompt once, then one token per step with the state fed back.
 
-Three modes, named by the manifest's ``sampler.mode``:
+Four modes, named by the manifest's ``sampler.mode``:
 - ``recurrent`` (charrnn): the ``step`` graph eats BOS and the prefix one token at a time, then
   every generated token; ``hidden_out`` feeds ``hidden``.
 - ``kv_cache`` (chartransformer): ``prefill`` runs BOS + prefix in one call, then ``decode`` runs
   one token per step; ``present_k/v`` feed ``past_k/v``.
+- ``kv_fixed`` (chartransformer with ``fixed_cache``): ``prefill``, its cache padded once to the
+  context, then ``decode_fixed`` with the position as an input and the full-size cache written in
+  place: every step has the same shapes, so it can be captured (CUDA graphs, TensorRT).
 - ``recompute`` (bring-your-own next-token models without a cache): the ``next`` graph gets the
   whole sequence so far each step and returns the last position's logits.
 
@@ -236,13 +239,17 @@ class RecurrentStepper:
         self._drop(keep)
         return self._run(tokens, pick)
 
+    def _extra_feeds(self, rows: int) -> dict[str, np.ndarray]:
+        return {}  # the fixed-size KV cache adds the position
+
     def _drop(self, keep: np.ndarray) -> None:
         take = self.backend.take_rows
         self.state = {k: take(v, self.spec.input(k).shape.index("batch"), keep) for k, v in self.state.items()}
         self.conds = {k: take(v, 0, keep) for k, v in self.conds.items()}
 
     def _run(self, tokens: np.ndarray, pick: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds, **(pick or {})}
+        feeds = {self.token: np.ascontiguousarray(tokens), **self.state, **self.conds, **(pick or {}),
+                 **self._extra_feeds(len(tokens))}
         out = self.backend.run_values(self.fused if pick else self.graph, feeds)
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[TOKEN if pick else self.logits])
@@ -264,6 +271,34 @@ class KVCacheStepper(RecurrentStepper):
         out = self.backend.run_values(self.prefill, {self.prompt: prompt, **self.conds})
         self.state = {inp: out[o] for o, inp in self.back.items()}
         return self.backend.get(out[self.logits])
+
+
+class FixedKVStepper(KVCacheStepper):
+    """``prefill``, then ``decode_fixed`` on a context-sized cache with the position fed as an input."""
+
+    def __init__(self, backend: Backend, section: dict):
+        super().__init__(backend, section)
+        self.graph = section["graphs"]["decode_fixed"]
+        self.spec = backend.bundle.graphs[self.graph]
+        self.position_input, self.position = section["position_input"], 0
+
+    def start(self, prompt: np.ndarray, conds: dict[str, np.ndarray]) -> np.ndarray:
+        logits = super().start(prompt, conds)
+        self.position = prompt.shape[1]  # the next token's slot
+        state = {}
+        for name, value in self.state.items():  # pad the prompt's cache to the context, once
+            t = self.spec.input(name)
+            full = np.zeros(t.concrete({"batch": len(prompt)}), dtype=t.dtype)
+            host = self.backend.get(value)
+            full[:, :, :, :host.shape[3]] = host
+            state[name] = self.backend.put(full)
+        self.state = state
+        return logits
+
+    def _extra_feeds(self, rows: int) -> dict[str, np.ndarray]:
+        position = np.full(rows, self.position, dtype=np.int64)  # one prompt per batch: one position
+        self.position += 1
+        return {self.position_input: position}
 
 
 class RecomputeStepper(RecurrentStepper):
@@ -301,7 +336,8 @@ class RecomputeStepper(RecurrentStepper):
         return self.backend.get(out[TOKEN if pick else self.logits])
 
 
-STEPPERS = {"recurrent": RecurrentStepper, "kv_cache": KVCacheStepper, "recompute": RecomputeStepper}
+STEPPERS = {"recurrent": RecurrentStepper, "kv_cache": KVCacheStepper, "kv_fixed": FixedKVStepper,
+            "recompute": RecomputeStepper}
 
 
 __all__ = ["AutoregressiveSampler", "nucleus", "pick"]
