@@ -30,13 +30,18 @@ class Tokens(NamedTuple):
     truncated: list[bool]  # per prompt: tokens past max_len were dropped
 
 
-def _tokenizers():
+def require_text_package(name: str, subject: str = "Text prompts"):
+    """Import a package of the ``text`` extra, or say in one line what to install."""
+    import importlib
+
     try:
-        import tokenizers
+        return importlib.import_module(name)
     except ImportError:
-        raise GenctlError("Text prompts", got="the 'tokenizers' package is not installed", expected="tokenizers",
-                          fix=INSTALL) from None
-    return tokenizers
+        raise GenctlError(subject, got=f"the '{name}' package is not installed", expected=name, fix=INSTALL) from None
+
+
+def _tokenizers():
+    return require_text_package("tokenizers")
 
 
 class PromptTokenizer:

@@ -268,7 +268,8 @@ class Diffusion(Family):
                 "schedule": {"kind": hp.schedule, "timesteps": hp.timesteps, "betas": [float(b) for b in betas]}}
 
 
-def _hp(config: dict) -> DiffusionConfig:
+def _hp(config: dict, cls: type = DiffusionConfig) -> DiffusionConfig:
+    """The config dataclass (``cls``: a DiffusionConfig subclass) from a checkpoint's JSON hparams."""
     hp = dict(config["hparams"])
-    hp["channel_mult"] = tuple(hp.get("channel_mult", DiffusionConfig.channel_mult))  # JSON gives a list
-    return DiffusionConfig(**hp)
+    hp["channel_mult"] = tuple(hp.get("channel_mult", cls.channel_mult))  # JSON gives a list
+    return cls(**hp)

@@ -29,8 +29,8 @@ from torch import nn
 from genctl.errors import GenctlError
 from genctl.families.base import GraphDef
 from genctl.spec import GraphSpec, TensorSpec
+from genctl.text_tokens import INSTALL, require_text_package
 
-INSTALL = 'pip install "genctl[text]"'
 MINILM_VOCAB = 30522  # bert-base-uncased WordPiece vocabulary, which all-MiniLM-L6-v2 keeps
 MINILM_MAX_LEN = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2 (positions go to 512)
 # keys of BertConfig.to_dict() that describe where a model came from, not what it is: a local path
@@ -70,12 +70,7 @@ class SentenceEncoder(nn.Module):
 
 # --- building -------------------------------------------------------------------------------------
 def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise GenctlError("Text encoder", got="the 'transformers' package is not installed", expected="transformers",
-                          fix=INSTALL) from None
-    return transformers
+    return require_text_package("transformers", "Text encoder")
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from genctl.errors import GenctlError
 from genctl.families import schedule
 from genctl.families.base import Family, GraphDef
 from genctl.families.diffusion import DiffusionConfig, UNet, _ema_update, timestep_embedding
+from genctl.families.diffusion import _hp as diffusion_hp
 from genctl.families.loop import batches
 from genctl.spec import GraphSpec, TensorSpec
 
@@ -360,6 +361,4 @@ class _Denoiser(nn.Module):
 
 
 def _hp(config: dict) -> TextDiffusionConfig:
-    hp = dict(config["hparams"])
-    hp["channel_mult"] = tuple(hp.get("channel_mult", TextDiffusionConfig.channel_mult))
-    return TextDiffusionConfig(**hp)
+    return diffusion_hp(config, TextDiffusionConfig)
