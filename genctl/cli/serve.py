@@ -1,10 +1,10 @@
-"""genctl serve BUNDLE --port 8000 [--max-batch 64 --max-wait-ms 5 --max-queue 256 --timeout-s 60]."""
+"""genctl serve BUNDLE --port 8000 [--max-batch 64 --max-wait-ms 5 --max-queue 256 --timeout-s 60] [--ray | --triton]."""
 from __future__ import annotations
 
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -26,13 +26,37 @@ def serve(
     max_rows: Annotated[int, typer.Option(min=1, help="Rows (condition rows × n) one request may ask for.")] = 1024,
     ray: Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve (pip install 'genctl[ray]').")] = False,
     replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas (with --ray).")] = 1,
+    triton: Annotated[bool, typer.Option("--triton", help="Serve on the Triton Inference Server of the nvidia-pytriton wheel "
+                                         "(KServe v2 HTTP + gRPC; model <family>_generate).")] = False,
+    http_port: Annotated[Optional[int], typer.Option(help="Triton's HTTP port (default: --port).")] = None,
+    grpc_port: Annotated[int, typer.Option(help="Triton's gRPC port.")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Triton's Prometheus metrics port.")] = 8002,
+    max_queue_delay_us: Annotated[Optional[int], typer.Option(min=0, help="Triton's name for --max-wait-ms, in microseconds.")] = None,
+    instances: Annotated[Optional[int], typer.Option(min=1, help="Triton model instances (processes; with --triton). Default 2: "
+                                                 "with one, Triton's batcher sometimes idles ~500 ms (BENCHMARKS.md).")] = None,
 ) -> None:
-    """Serve POST /generate with dynamic batching; /docs, /metrics, /healthz, /readyz, /manifest."""
+    """Serve POST /generate with dynamic batching; /docs, /metrics, /healthz, /readyz, /manifest.
+
+    With --triton: Triton's /v2/models/<family>_generate/infer (HTTP and gRPC) over the same sampler, Triton's
+    dynamic batcher merging requests across conditions; /metrics on --metrics-port.
+    """
     from genctl.errors import GenctlError
     from genctl.serve.app import ServeConfig
 
     if not 0 <= port <= 65535:  # before the bundle loads and sessions open
         raise GenctlError("--port", got=port, expected="a TCP port in 0..65535")
+    if max_queue_delay_us is not None:
+        max_wait_ms = max_queue_delay_us / 1000
+    if triton and ray:
+        raise GenctlError("--triton with --ray", got="both", expected="one server")
+    if triton:
+        _serve_triton(bundle, host, http_port if http_port is not None else port, grpc_port, metrics_port, backend, precision.value,
+                      max_batch, int(round(max_wait_ms * 1000)), max_queue, instances or 2, max_rows)
+        return
+    for flag, value, default in (("--http-port", http_port, None), ("--grpc-port", grpc_port, 8001), ("--metrics-port", metrics_port, 8002),
+                                 ("--instances", instances, None)):
+        if value != default:
+            raise GenctlError(flag, got=value, expected="it only with --triton")
     config = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, timeout_s=timeout_s,
                          max_rows=max_rows)
     if ray:
@@ -43,6 +67,26 @@ def serve(
                   host=host, port=port)
         return
     _serve_here(bundle, host, port, backend, precision.value, config)
+
+
+def _serve_triton(bundle: Path, host: str, http_port: int, grpc_port: int, metrics_port: int, backend: str, precision: str,
+                  max_batch: int, max_wait_us: int, max_queue: int, instances: int, max_rows: int) -> None:
+    from genctl import logs
+    from genctl.errors import GenctlError
+    from genctl.serve.triton_server import serve_bundle
+
+    if backend not in ("auto", "onnxruntime"):
+        raise GenctlError("--backend with --triton", got=backend, expected="onnxruntime (Triton's model runs the loop on ONNX Runtime)")
+
+    def ready(server, name: str) -> None:
+        console.print(f"serving {bundle} on Triton: http://{server.http_url}/v2/models/{name}/infer, gRPC {server.grpc_url}, "
+                      f"metrics {server.metrics_url} (batch ≤ {max_batch} requests, wait ≤ {max_wait_us} µs, "
+                      f"{instances} instance{'s' if instances > 1 else ''}; log {server.log_file if not logs.VERBOSE else 'on stderr'})"
+                      "  — Ctrl-C stops")
+
+    serve_bundle(bundle, host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
+                 max_wait_us=max_wait_us, max_queue=max_queue, instances=instances, max_rows=max_rows, precision=precision,
+                 verbose=logs.VERBOSE, on_ready=ready)
 
 
 def _serve_here(bundle: Path, host: str, port: int, backend: str, precision: str, config) -> None:
