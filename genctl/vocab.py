@@ -85,3 +85,46 @@ def check_text(text: str, vocab: tuple[str, ...] | list[str], subject: str = "--
                                  expected=f"characters of the model's {len(index)}-character vocabulary (e.g. {''.join(list(index)[:20])}...)"
                                  if longest == 1 else f"text made of the model's {len(index)} tokens (e.g. {' '.join(list(index)[:20])} ...)")
     return ids
+
+
+# ------------------------------------------------------------------------------------ bit vectors
+# Bit-vector models (``ntm`` on copy / repeat copy) have one token per ``width``-bit vector: the token's
+# string is the vector written as 0s and 1s ("10110010"), bit i = character i. A prompt is such
+# vectors separated by spaces; a bundle's ``info["bits"]`` holds the width and the longest input.
+
+def bit_tokens(width: int) -> tuple[str, ...]:
+    """Every ``width``-bit vector as a token string, in value order ("00000000", "00000001", ...)."""
+    return tuple(format(v, f"0{width}b") for v in range(2 ** width))
+
+
+def check_bits(text: str, vocab: tuple[str, ...] | list[str], width: int, max_vectors: int,
+               subject: str = "--prefix") -> list[int]:
+    """Token ids of ``text``, ``width``-bit vectors of 0/1 separated by spaces (or commas); a
+    vector of another width, a character other than 0/1 or more than ``max_vectors`` vectors is a
+    one-line ConditionError."""
+    groups = text.replace(",", " ").split()
+    example = " ".join(bit_tokens(width)[v % 2 ** width] for v in (178, 101))
+    expected = f"{width}-bit vectors of 0s and 1s separated by spaces, e.g. '{example}'"
+    for i, group in enumerate(groups, 1):
+        if set(group) - {"0", "1"}:
+            raise ConditionError(subject, got=f"{group!r} (vector {i}) with characters other than 0 and 1", expected=expected)
+        if len(group) != width:
+            raise ConditionError(subject, got=f"{group!r} (vector {i}) of {len(group)} bits", expected=expected)
+    if len(groups) > max_vectors:
+        raise ConditionError(subject, got=f"{len(groups)} vectors",
+                             expected=f"at most {max_vectors} (the model's memory holds {max_vectors} vectors)")
+    index = char_index(tuple(vocab), frozenset())
+    return [index[g] for g in groups]
+
+
+def join_bits(ids, vocab: tuple[str, ...] | list[str], specials: dict[str, int] | None = None) -> str:
+    """Bit-vector tokens up to the first EOS as space-separated vectors (specials skipped)."""
+    eos, skip = _specials(specials)
+    out = []
+    for i in ids:
+        i = int(i)
+        if i == eos:
+            break
+        if i not in skip:
+            out.append(vocab[i])
+    return " ".join(out)

@@ -81,7 +81,14 @@ def _from_inputs(gen, path: Path, label: str | None) -> dict:
 def _report(gen, samples, out: Path | None) -> None:
     from genctl.render.samples import write_samples
 
-    if samples.kind == "text":
+    if samples.kind == "text" and gen.bundle.info.get("bits"):  # ntm: "input | output" and the bits as a picture
+        from genctl.render.heads import bits_picture
+
+        for i, text in enumerate(samples.texts):
+            console.print(f"{samples.rows[i // samples.n]}  {text}", highlight=False)
+            for line in bits_picture(text):
+                console.print(f"    {line}", highlight=False)
+    elif samples.kind == "text":
         for i, text in enumerate(samples.texts):
             console.print(f"{samples.rows[i // samples.n]:>20}  {text}", highlight=False)
     else:

@@ -27,6 +27,8 @@ class Categorical(ConditionKind):
             return self.names.index(text)
         if isinstance(value, (int, np.integer)) or text.lstrip("-").isdecimal():  # not isdigit: int('¹') fails
             index = int(text)
+            if isinstance(value, str) and self._numbered():  # names that are numbers ("1".."5" repeats): typed text is a name, never an index
+                raise self._error(index, f"one of {self._choices()}")
             if 0 <= index < len(self.names):
                 return index
             raise self._error(index, f"an index in 0..{len(self.names) - 1} or one of {self._choices()}")
@@ -74,6 +76,10 @@ class Categorical(ConditionKind):
 
     def example(self) -> str:
         return self.names[0]
+
+    def _numbered(self) -> bool:
+        """Class names that are numbers other than their own indices (``repeats`` "1".."5")."""
+        return all(n.isdecimal() for n in self.names) and self.names != tuple(str(i) for i in range(len(self.names)))
 
     def _choices(self) -> str:
         shown = ", ".join(self.names[:12])

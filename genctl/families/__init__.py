@@ -10,6 +10,7 @@ from genctl.families.chartransformer import CharTransformer
 from genctl.families.custom import Custom
 from genctl.families.cvae import CVAE
 from genctl.families.diffusion import Diffusion
+from genctl.families.ntm import NTM
 from genctl.families.textdiffusion import TextDiffusion
 
 FAMILIES: dict[str, Family] = {
@@ -19,6 +20,7 @@ FAMILIES: dict[str, Family] = {
     "textdiffusion": TextDiffusion(),  # text prompts by cross-attention (needs genctl[text])
     "cgan": CGAN(),
     "cflow": CFlow(),
+    "ntm": NTM(),  # neural Turing machine: copy / repeat copy (bits) and names
     "custom": Custom(),  # bring your own model: genctl.export_model
 }
 

@@ -33,7 +33,7 @@ class Family:
 
     name: ClassVar[str]
     sampler: ClassVar[str]  # "oneshot" | "diffusion" | "autoregressive"
-    data_kind: ClassVar[str] = "image"  # which datasets fit: "image" or "text"
+    data_kind: ClassVar[str | tuple[str, ...]] = "image"  # which datasets fit: "image", "text", "bits" (ntm) or a tuple of them
     label_conditioned: ClassVar[bool] = True  # conditioned on the dataset's classes: training needs two or more
     Config: ClassVar[type]  # a dataclass of hyper-parameters with commented defaults
     default_epochs: ClassVar[dict[str, int]] = {}  # dataset name -> epochs that reach good samples

@@ -48,9 +48,10 @@ def check_train(family_name: str, dataset_name: str, out: str | Path, *, epochs:
     check_seed(seed)
     check_output_dir(out, "checkpoint", overwrite=overwrite)
     dataset = get_dataset(dataset_name)
-    if dataset.kind != family.data_kind:
+    kinds = family.data_kind if isinstance(family.data_kind, tuple) else (family.data_kind,)  # ntm: bits or text
+    if dataset.kind not in kinds:
         raise GenctlError(f"Dataset '{dataset_name}' for family '{family_name}'", got=f"{_a(dataset.kind)} {dataset.kind} dataset",
-                          expected=f"{_a(family.data_kind)} {family.data_kind} dataset")
+                          expected=" or ".join(f"{_a(k)} {k} dataset" for k in kinds))
     classes = list(dataset.label_names)
     if family.label_conditioned and len(classes) < 2:
         raise GenctlError(f"Dataset '{dataset_name}' for family '{family_name}'",

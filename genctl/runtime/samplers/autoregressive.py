@@ -22,7 +22,13 @@ so one call per token returns the token and the logits never leave the device.
 A sequence stops at EOS or after ``max_new_tokens``; finished rows are dropped from the batch
 (and from the state), so a batch of mixed locales and lengths costs only the live rows.
 BOS, EOS and PAD are the model's own ids (the manifest's ``info.special_tokens``: genctl's 1, 2, 0
-for its families, a bring-your-own model's declared ids otherwise).
+for its families, a bring-your-own model's declared ids otherwise); any other special token there
+(``ntm``'s delimiter) is never picked either.
+
+Bit-vector models (``info.bits``: ``ntm`` on copy / repeat copy) take the prefix as 8-bit vectors
+separated by spaces (``genctl.vocab.check_bits``) and, without one, a random input of
+``info.bits.random_input`` vectors per sequence drawn from the request's seeded rng; the section's
+``prompt_suffix`` tokens (the delimiter) follow the prefix; texts read ``input | output``.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from genctl.errors import ConditionError
 from genctl.runtime.backends.base import Backend
 from genctl.runtime.samplers.base import Request, Sampler, Samples, condition_feeds, split
 from genctl.runtime.samplers.graph_pick import TOKEN, mode_for
-from genctl.vocab import check_text, decode, special_ids
+from genctl.vocab import check_bits, check_text, decode, join_bits, special_ids
 
 
 class AutoregressiveSampler(Sampler):
@@ -57,24 +63,48 @@ class AutoregressiveSampler(Sampler):
         self.context = int(bundle.info["context"])
         self.specials = special_ids(bundle.info.get("special_tokens"))
         self.bos, self.eos, self.pad = self.specials["bos"], self.specials["eos"], self.specials["pad"]
-        self.banned = sorted({self.pad, self.bos} - {self.eos})  # never picked (a pad that is the EOS stays allowed)
+        others = {int(v) for k, v in (bundle.info.get("special_tokens") or {}).items() if k not in self.specials}
+        self.banned = sorted({self.pad, self.bos, *others} - {self.eos})  # never picked (a pad that is the EOS stays allowed)
+        self.bits = bundle.info.get("bits")  # {"width", "max_input", "random_input"}: prompts are bit vectors
+        self.suffix = [int(t) for t in self.section.get("prompt_suffix", [])]  # after the prefix (ntm: the delimiter)
 
     def sample_batch(self, backend: Backend, requests: list[Request]) -> list[Samples]:
         prefix = requests[0].inputs.get("prefix") or ""  # batch_key: one prompt per batch
-        prefix_ids = check_text(prefix, self.vocab, specials=self.specials)
-        max_new = np.concatenate([np.full(r.total, self.budget(r.controls["max_new_tokens"], len(prefix_ids)))
+        prefix_ids = self.encode_prefix(prefix)
+        max_new = np.concatenate([np.full(r.total, self.budget(r.controls["max_new_tokens"], self.prompt_length(prefix_ids)))
                                   for r in requests])  # (N,) each row's own token budget
         conds = condition_feeds(self.bundle.conditions, requests)  # name -> (N, ...) one value per sequence
-        total = sum(r.total for r in requests)
-        prompt = np.tile(np.array([self.bos] + prefix_ids, dtype=np.int64), (total, 1))  # (N, 1 + len(prefix))
+        body = self.prompt_body(prefix_ids, requests)  # (N, len(prefix)): the prefix, or random bit vectors
+        total = len(body)
+        prompt = np.concatenate([np.full((total, 1), self.bos), body, np.tile(self.suffix, (total, 1))], axis=1).astype(np.int64)
         stepper = STEPPERS[self.section.get("mode", "recurrent")](backend, self.section)
-        generated, meta = self.loop(stepper, prompt, conds, requests, max_new, allow_eos_first=bool(prefix_ids))
-        return [self.package(r.rows, r.n, prefix, prefix_ids, generated[s], meta)
+        generated, meta = self.loop(stepper, prompt, conds, requests, max_new, allow_eos_first=bool(prefix_ids) or bool(self.bits))
+        return [self.package(r.rows, r.n, prefix, body[s].tolist(), generated[s], meta)
                 for r, s in zip(requests, split(requests))]
 
     def check(self, controls: dict[str, Any], inputs: dict[str, Any]) -> None:
         prefix = inputs.get("prefix") or ""
-        self.budget(controls["max_new_tokens"], len(check_text(prefix, self.vocab, specials=self.specials)))
+        self.budget(controls["max_new_tokens"], self.prompt_length(self.encode_prefix(prefix)))
+
+    def encode_prefix(self, prefix: str) -> list[int]:
+        """The prefix's token ids: characters, or bit vectors for a bits model."""
+        if self.bits:
+            return check_bits(prefix, self.vocab, int(self.bits["width"]), int(self.bits["max_input"]))
+        return check_text(prefix, self.vocab, specials=self.specials)
+
+    def prompt_length(self, prefix_ids: list[int]) -> int:
+        """Prompt tokens after BOS: the prefix (a bits model's random input without one) and the suffix."""
+        body = len(prefix_ids) or (int(self.bits["random_input"]) if self.bits else 0)
+        return body + len(self.suffix)
+
+    def prompt_body(self, prefix_ids: list[int], requests: list[Request]) -> np.ndarray:
+        """(N, L) prompt tokens after BOS: the prefix on every row; for a bits model without a prefix,
+        random vectors per row, drawn from each request's own rng (before its token draws)."""
+        if prefix_ids or not self.bits:
+            return np.tile(np.array(prefix_ids, dtype=np.int64), (sum(r.total for r in requests), 1))
+        first, count = self.vocab.index("0" * int(self.bits["width"])), 2 ** int(self.bits["width"])
+        return np.concatenate([first + r.rng.integers(0, count, size=(r.total, int(self.bits["random_input"])))
+                               for r in requests]).astype(np.int64)
 
     def batch_key(self, request: Request):
         return request.inputs.get("prefix") or ""  # temperature, top-k/p and max_new_tokens are per row
@@ -159,14 +189,19 @@ class AutoregressiveSampler(Sampler):
             tokens[mine] = pick(logits[mine], u[mine], requests[i].controls, banned)
         return tokens
 
-    def package(self, rows: ConditionRows, n: int, prefix: str, prefix_ids: list[int], generated: list[list[int]],
+    def package(self, rows: ConditionRows, n: int, prefix: str, prompts: list[list[int]], generated: list[list[int]],
                 meta: dict) -> Samples:
-        seqs = [prefix_ids + g for g in generated]
+        """``prompts``: each row's prompt after BOS (the prefix; a bits model's input vectors)."""
+        seqs = [p + g for p, g in zip(prompts, generated)]
         width = max(len(s) for s in seqs)
         data = np.full((len(seqs), width), self.pad, dtype=np.int64)  # prefix + new tokens (EOS kept), PAD after
         for i, s in enumerate(seqs):
             data[i, :len(s)] = s
-        texts = [prefix + decode(g, self.vocab, self.specials) for g in generated]
+        if self.bits:  # "input | output" as 0/1 vectors
+            texts = [f"{join_bits(p, self.vocab, self.specials)} | {join_bits(g, self.vocab, self.specials)}"
+                     for p, g in zip(prompts, generated)]
+        else:
+            texts = [prefix + decode(g, self.vocab, self.specials) for g in generated]
         meta = {**meta, "prefix": prefix, "tokens": sum(len(g) for g in generated)}  # this request's tokens
         return Samples(data=data, rows=rows.labels, n=n, kind="text", texts=texts, meta=meta)
 
