@@ -41,6 +41,11 @@ def encode(text: str, vocab: tuple[str, ...], max_len: int | None = None) -> lis
 
 def decode(ids, vocab: tuple[str, ...] | list[str], specials: dict[str, int] | None = None) -> str:
     """Tokens up to the first EOS, joined; specials are skipped (``specials``: the model's ids, default genctl's)."""
+    return "".join(_tokens(ids, vocab, specials))
+
+
+def _tokens(ids, vocab, specials: dict[str, int] | None) -> list[str]:
+    """The tokens of ``ids`` up to the first EOS, specials skipped."""
     eos, skip = _specials(specials)
     out = []
     for i in ids:
@@ -49,7 +54,7 @@ def decode(ids, vocab: tuple[str, ...] | list[str], specials: dict[str, int] | N
             break
         if i not in skip:
             out.append(vocab[i])
-    return "".join(out)
+    return out
 
 
 def _specials(specials: dict[str, int] | None) -> tuple[int, frozenset[int]]:
@@ -119,12 +124,4 @@ def check_bits(text: str, vocab: tuple[str, ...] | list[str], width: int, max_ve
 
 def join_bits(ids, vocab: tuple[str, ...] | list[str], specials: dict[str, int] | None = None) -> str:
     """Bit-vector tokens up to the first EOS as space-separated vectors (specials skipped)."""
-    eos, skip = _specials(specials)
-    out = []
-    for i in ids:
-        i = int(i)
-        if i == eos:
-            break
-        if i not in skip:
-            out.append(vocab[i])
-    return " ".join(out)
+    return " ".join(_tokens(ids, vocab, specials))

@@ -85,20 +85,27 @@ def test_addressing_follows_the_paper():
     assert shifted.argmax() == 3 and shifted[0, 3] > 0.99
 
 
+@pytest.mark.parametrize("feed_outputs", [True, False])
 @torch.inference_mode()
-def test_step_graph_equals_teacher_forced_training_forward_and_ignores_fed_back_outputs():
-    _, model, _ = tiny_model()
+def test_step_graph_equals_teacher_forced_training_forward(feed_outputs):
+    """The step graph from the sampler's zero state = training's teacher-forced forward. With ``feed_outputs``
+    (the recipe, the default for bit data) the fed-back outputs are the input after the delimiter; without,
+    they are ignored (the paper's zero inputs)."""
+    _, model, config = tiny_model(feed_outputs=feed_outputs)
+    assert config["hparams"]["feed_outputs"] is feed_outputs and tiny_model()[2]["hparams"]["feed_outputs"] is True
     tokens, cond, _ = get_dataset("repeat-copy").batch(np.random.default_rng(1), 3, length=4, repeats=2)
     tokens, cond = torch.from_numpy(tokens), torch.from_numpy(cond)
     ref = model(tokens, cond)  # (B, T, 9) from the learned initial state
-    step, state = NTMStep(model), [torch.zeros(s.shape) for s in model.initial_state(3)]  # the sampler's zero state
+    step = NTMStep(model)
     other = tokens.clone()
-    other[:, 6:] = FIRST_VECTOR  # different fed-back outputs after the delimiter: same outputs (paper: zero inputs)
+    other[:, 7:] = FIRST_VECTOR  # different fed-back outputs after the first output step
     for feed in (tokens, other):
-        state = [torch.zeros(s.shape) for s in model.initial_state(3)]
+        state = [torch.zeros(s.shape) for s in model.initial_state(3)]  # the sampler's zero state
+        same = []
         for t in range(tokens.shape[1]):
             logits, *state = step(feed[:, t], *state, cond)
-            assert torch.allclose(logits, model.token_logits(ref[:, t]), atol=1e-5)
+            same.append(torch.allclose(logits, model.token_logits(ref[:, t]), atol=1e-5))
+        assert all(same) if feed is tokens or not feed_outputs else (all(same[:7]) and not any(same[7:]))
 
 
 @torch.inference_mode()

@@ -290,12 +290,14 @@ def test_every_family_loads_and_answers(make_bundle, bundles, tmp_path):
     paths["chartransformer"] = make_bundle("chartransformer", "names", epochs=0, d_model=32, heads=2, layers=2, train_subset=1500).path
     paths["textdiffusion"] = make_bundle("textdiffusion", "digits", epochs=0, encoder="tiny", width=16, groups=4, heads=2, timesteps=100,
                                          default_steps=4, captions_per_image=2).path
+    paths["ntm"] = make_bundle("ntm", "repeat-copy", epochs=0, memory_rows=8, memory_width=6, controller=24, compile=False).path
     torch.manual_seed(0)
     genctl.export_model(Painter(), tmp_path / "painter", loop=OneShot(noise_shape=(4,)),
                         conditions=[genctl.Continuous("smile", 0.0, 1.0), genctl.Vector("emb", 3, -1.0, 1.0)])
     paths["custom"] = tmp_path / "painter"
     asks = {"cgan": {"label": 5}, "cflow": {"label": 1}, "chartransformer": {"locale": 0}, "textdiffusion": {"caption": "a bold 7"},
-            "custom": {"smile": 0.25, "emb": (0.5, -0.5, 0.125)}, "cvae": {"label": 2}, "diffusion": {"label": 8}, "charrnn": {"locale": 1}}
+            "custom": {"smile": 0.25, "emb": (0.5, -0.5, 0.125)}, "cvae": {"label": 2}, "diffusion": {"label": 8}, "charrnn": {"locale": 1},
+            "ntm": {"repeats": 2}}
     repos = [export_triton(p, tmp_path / "repos" / name, max_batch=8, max_wait_ms=1) for name, p in paths.items()]
     with TritonServer(repos, timeout_s=600, log_file=tmp_path / "tritonserver.log") as triton:
         for family, path in paths.items():

@@ -13,8 +13,11 @@ Two kinds of data:
 - bit vectors (``copy``, ``repeat-copy``; ``genctl/data/bits.py``): a token is an 8-bit vector and
   enters the controller as the paper's input vector (8 bits, a start flag, a delimiter flag; a
   fixed table, not learned), together with the repeat count's embedding. After the delimiter the
-  model gets zero input vectors, as in the paper: the graph keeps a ``phase`` flag in its state
-  and ignores the fed-back tokens then. The output layer gives 8 bit logits ``o`` and an end
+  model gets its previous output vector as input (``feed_outputs``, the recipe: teacher-forced in
+  training, its own greedy pick fed back by the sampler), or zero vectors as in the paper
+  (``feed_outputs=False``: the graph keeps a ``phase`` flag in its state and ignores the fed-back
+  tokens then). With the heads' initial weightings peaked on row 0, feeding the outputs back is what
+  made repeat copy train in minutes and hold on lengths 11–20 (BENCHMARKS.md, NTM). The output layer gives 8 bit logits ``o`` and an end
   marker ``e``; the exported logits *are* the factorised Bernoulli log-probabilities of every
   token, ``logit(vector v) = sum_i log sigma(±o_i) + log sigma(-e)`` and ``logit(EOS) = log sigma(e)``,
   so the recurrent sampler's greedy pick is per-bit thresholding and sampling is per-bit
@@ -53,11 +56,12 @@ class NTMConfig:
     controller: int = 100  # LSTMCell hidden size
     shift_range: int = 1  # a head may move its focus by -s..s rows per step
     embed_dim: int = 32  # names: character and locale embedding size; bits: the repeat count's embedding is 8
+    feed_outputs: bool | None = None  # bits: after the delimiter the input is the previous output vector (None: True for new bits models)
     lr: float = 3e-3  # 3x the paper-style 1e-3: fewer iterations to the same bit error (/work research, copy, 150 s runs)
     lr_final: float | None = 1e-4  # cosine decay to this over the time budget; None = constant
     batch_size: int = 32
     clip: float = 10.0  # gradient norm clipping
-    max_seconds: float = 0.0  # training time budget, compile time included (0 = the dataset's recipe: copy 600, repeat-copy 1800, names 540)
+    max_seconds: float = 0.0  # training time budget, compile time included (0 = the dataset's recipe: copy 600, repeat-copy 600, names 540)
     iters_per_epoch: int = 1000  # bits: an epoch is this many random batches (training stops at epochs x this or max_seconds)
     curriculum: int = 0  # bits: train on lengths up to this first, one longer each time the recent bit error < curriculum_error (0 = off)
     curriculum_error: float = 0.01
@@ -151,6 +155,7 @@ class NTMModel(nn.Module):
     def __init__(self, vocab_size: int, n_conditions: int, hp: NTMConfig, bits: bool):
         super().__init__()
         self.bits, self.vocab_size = bits, vocab_size
+        self.feed_outputs = bool(hp.feed_outputs)  # None (checkpoints from before the option): zeros, as they trained
         if bits:
             width = CHANNELS - 2
             self.register_buffer("table", torch.from_numpy(input_table(vocab_size, width)), persistent=False)
@@ -173,7 +178,7 @@ class NTMModel(nn.Module):
             return y, state
         *state, phase = state
         vec = F.embedding(token, self.table)  # (B, 10) the paper's input vector
-        x = torch.cat([vec * (1 - phase), self.condition(condition)], dim=1)  # zeros after the delimiter
+        x = torch.cat([vec if self.feed_outputs else vec * (1 - phase), self.condition(condition)], dim=1)
         phase = torch.maximum(phase, vec[:, DELIM_FLAG:DELIM_FLAG + 1])
         y, state = self.cell(x, tuple(state))
         return y, (*state, phase)
@@ -248,6 +253,12 @@ class NTM(Family):
     condition_name = "repeats"
     Config = NTMConfig
     default_epochs = {"copy": 1000, "repeat-copy": 1000, "names": 1000}  # the time budget (max_seconds) ends training first
+
+    def make_config(self, dataset_info: dict, overrides: dict | None = None) -> dict:
+        config = super().make_config(dataset_info, overrides)
+        if config["hparams"]["feed_outputs"] is None:  # the recipe for bit data; no meaning for names
+            config["hparams"]["feed_outputs"] = dataset_info.get("kind") == "bits"
+        return config
 
     def build_model(self, config: dict) -> NTMModel:
         ds = config["dataset"]

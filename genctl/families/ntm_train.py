@@ -24,7 +24,7 @@ from genctl import progress
 from genctl.families.ntm import NTMConfig, NTMModel, parameter_count
 from genctl.families.text import lm_loss
 
-RECIPE_SECONDS = {"copy": 600.0, "repeat-copy": 1800.0, "names": 540.0}
+RECIPE_SECONDS = {"copy": 600.0, "repeat-copy": 600.0, "names": 540.0}
 
 
 def compiled_step(model: NTMModel, enabled: bool):
