@@ -42,6 +42,15 @@ def budget(hp: NTMConfig, dataset_name: str) -> float:
     return float(hp.max_seconds or RECIPE_SECONDS.get(dataset_name, 600.0))
 
 
+def update(model, opt, loss: torch.Tensor, hp: NTMConfig, fraction: float) -> None:
+    """One optimiser step: backward, clip the gradient norm, the learning rate for ``fraction`` of the budget, step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip)
+    set_lr(opt, hp, fraction)
+    opt.step()
+
+
 def set_lr(opt, hp: NTMConfig, fraction: float) -> None:
     """Cosine decay from ``lr`` to ``lr_final`` over the time budget (``fraction`` of it spent)."""
     if hp.lr_final is not None:
@@ -85,11 +94,7 @@ def train_bits(model: NTMModel, dataset, config: dict, epochs: int) -> dict:
                     raise
                 step, how = model.step, f"eager (torch.compile failed: {type(exc).__name__})"
                 loss, error = bits_loss(model, tokens, cond, targets, step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip)
-            set_lr(opt, hp, (time.perf_counter() - start) / seconds)
-            opt.step()
+            update(model, opt, loss, hp, (time.perf_counter() - start) / seconds)
             it += 1
             window.append((float(error), float(loss.detach())))
             if it % hp.curve_every == 0:
@@ -133,11 +138,7 @@ def train_text(model: NTMModel, dataset, config: dict, epochs: int) -> dict:
                         raise
                     step, how = model.step, f"eager (torch.compile failed: {type(exc).__name__})"
                     loss = lm_loss(model(tokens[:, :-1], cond, step), tokens[:, 1:])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), hp.clip)
-                set_lr(opt, hp, (time.perf_counter() - start) / seconds)
-                opt.step()
+                update(model, opt, loss, hp, (time.perf_counter() - start) / seconds)
                 it += 1
                 window.append(float(loss.detach()))
                 if it % hp.curve_every == 0:
